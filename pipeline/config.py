@@ -1,0 +1,469 @@
+"""params.yaml -> one typed, frozen, validated `Params` object.
+
+Configuration flows one way: the YAML file is read once, converted into the
+dataclasses below, validated, and then the relevant group is handed to the
+library functions that need it.  Nothing in the library reads environment
+variables for hyperparameters.
+
+Every error names the full key path (``model.num_heads``) and the offending
+value, so a typo in a sweep (``dvc exp run -S ...``) fails loudly at load time
+instead of silently training the wrong model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from pipeline.errors import PgolfError
+
+
+class ConfigError(PgolfError, ValueError):
+    """A parameter is unknown, of the wrong type, or inconsistent with another."""
+
+
+# --------------------------------------------------------------------------- groups
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """SentencePiece BPE settings (SPEC §1)."""
+
+    vocab_size: int
+    character_coverage: float
+    byte_fallback: bool
+    split_digits: bool
+    normalization_rule_name: str
+    add_dummy_prefix: bool
+    hard_vocab_limit: bool
+    # Documents of the training split used to train the tokenizer (0 = all).
+    train_docs: int
+    # Reuse an existing SentencePiece .model instead of training one ("" = train).
+    model_path: str
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the corpus comes from and how it is split and sharded (SPEC §1)."""
+
+    source: Literal["embedded", "files", "fineweb", "shards"]
+    # source=files: .jsonl / .txt paths or globs.
+    files: tuple[str, ...]
+    # source=fineweb: Hugging Face dataset repo and what to take from it.
+    hub_repo: str
+    hub_mode: Literal["shards", "docs"]
+    train_shards: int
+    # source=shards: a directory of published shards (+ tokenizer) used as is.
+    shards_dir: str
+    # Output directory of the prepare stage.
+    out_dir: str
+    val_docs: int
+    # Cap on documents read from the source (0 = all); handy for quick runs.
+    max_docs: int
+    shard_tokens: int
+    tokenizer: TokenizerConfig
+
+
+@dataclass(frozen=True)
+class CanonConfig:
+    """Canon layers: depthwise causal convolutions (SPEC §2)."""
+
+    placements: str  # any subset of "ABCD"; "" disables Canon
+    kernel: int
+    residual: bool
+    activation: bool
+    bias: bool
+    first_n: int
+    last_n: int
+    delta_gate: bool
+    delta_gate_init: float
+    weight_init: Literal["default", "zeros"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The GPT of SPEC §2."""
+
+    vocab_size: int
+    num_layers: int
+    model_dim: int
+    num_heads: int
+    num_kv_heads: int
+    mlp_mult: int
+    tie_embeddings: bool
+    tied_embed_init_std: float
+    logit_softcap: float
+    rope_base: float
+    rope_dims: int
+    rope_ref_len: int
+    q_gain_init: float
+    ln_scale: bool
+    xsa_last_n: int
+    bigram_buckets: int  # 0 disables BigramHash
+    bigram_dim: int
+    bigram_scale_init: float
+    smear: bool
+    attention_backend: Literal["auto", "sdpa", "fa3"]
+    canon: CanonConfig
+
+    @property
+    def head_dim(self) -> int:
+        return self.model_dim // self.num_heads
+
+    @property
+    def mlp_hidden(self) -> int:
+        return self.mlp_mult * self.model_dim
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisers, batch, schedule and training mechanics (SPEC §3)."""
+
+    nproc_per_node: int
+    train_batch_tokens: int
+    seq_len: int
+    iterations: int
+    max_wallclock_seconds: float  # 0 = iteration schedule, no cap
+    warmup_steps: int  # compile-priming steps, then state is restored
+    warmdown_iters: int
+    matrix_lr: float
+    scalar_lr: float
+    embed_lr: float
+    muon_momentum: float
+    muon_momentum_warmup_start: float
+    muon_momentum_warmup_steps: int
+    muon_backend_steps: int
+    muon_weight_decay: float
+    adam_beta1: float
+    adam_beta2: float
+    adam_eps: float
+    adam_weight_decay: float
+    grad_clip_norm: float  # 0 disables clipping
+    qat_enabled: bool
+    qat_threshold: float
+    ema_enabled: bool
+    ema_decay: float
+    val_loss_every: int  # 0 = no periodic validation
+    val_max_tokens: int  # cap on validation tokens for periodic validation (0 = all)
+    log_every: int
+    checkpoint_every: int  # 0 = only on SIGTERM
+    compile: bool
+    out_dir: str
+
+
+@dataclass(frozen=True)
+class SwaConfig:
+    """Weight averaging.  every/start_lrmul/max_snapshots shape the snapshots the
+    train stage writes; method/last_k choose what the swa stage averages."""
+
+    enabled: bool
+    every: int
+    start_lrmul: float
+    max_snapshots: int  # 0 = keep all
+    method: Literal["snapshots", "ema", "final"]
+    last_k: int  # average only the last k kept snapshots (0 = all)
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """Mixed int6/int8 per-row quantisation and zstd packing (SPEC §4)."""
+
+    int6_categories: tuple[str, ...]
+    keep_float_max_numel: int
+    int8_clip_percentile: float
+    zstd_level: int
+    cap_bytes: int
+    allow_oversize: bool
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Standard and sliding-window bits-per-byte (SPEC §5)."""
+
+    seq_len: int
+    stride: int
+    batch_seqs: int
+    max_tokens: int  # cap on validation tokens scored (0 = all)
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """Multi-seed verdict against the previous record (SPEC §6)."""
+
+    baseline_bpb: float
+    min_improvement_nats: float
+    p_threshold: float
+
+
+@dataclass(frozen=True)
+class Params:
+    """Everything in params.yaml."""
+
+    seeds: tuple[int, ...]
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig
+    swa: SwaConfig
+    quant: QuantConfig
+    eval: EvalConfig
+    report: ReportConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(self)
+
+    def digest(self) -> str:
+        """sha256 of the canonical JSON of every parameter: a provenance fingerprint."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read, convert and validate a params file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: params file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if raw is None:
+        raw = {}
+    try:
+        return params_from_dict(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def params_from_dict(raw: dict[str, Any]) -> Params:
+    """Convert a plain mapping (as parsed from YAML) into validated `Params`."""
+    params = _convert(Params, raw, "")
+    validate(params)
+    return params
+
+
+def replace_path(params: Params, dotted: str, value: Any) -> Params:
+    """Return a copy of `params` with one dotted key replaced (validated)."""
+    data = params.to_dict()
+    node = data
+    keys = dotted.split(".")
+    for key in keys[:-1]:
+        if not isinstance(node, dict) or key not in node:
+            raise ConfigError(f"{dotted}: unknown key")
+        node = node[key]
+    if keys[-1] not in node:
+        raise ConfigError(f"{dotted}: unknown key")
+    node[keys[-1]] = value
+    return params_from_dict(data)
+
+
+def _to_plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, tuple):
+        return [_to_plain(v) for v in obj]
+    return obj
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(tp: Any, value: Any, path: str) -> Any:
+    """Convert `value` to type `tp`, raising ConfigError with `path` on mismatch."""
+    where = path or "<root>"
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        hints = typing.get_type_hints(tp)
+        names = {f.name for f in dataclasses.fields(tp)}
+        unknown = sorted(set(value) - names)
+        if unknown:
+            key = f"{path}.{unknown[0]}" if path else str(unknown[0])
+            raise ConfigError(f"{key}: unknown key (value {value[unknown[0]]!r})")
+        missing = sorted(names - set(value))
+        if missing:
+            key = f"{path}.{missing[0]}" if path else missing[0]
+            raise ConfigError(f"{key}: missing (every parameter must be set in the params file)")
+        kwargs = {
+            name: _convert(hints[name], value[name], f"{path}.{name}" if path else name)
+            for name in names
+            if name in value
+        }
+        return tp(**kwargs)
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"{where}: must be one of {_type_name(tp)}, got {value!r}")
+        return value
+    if origin is tuple:
+        (item_tp, _ellipsis) = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return tuple(_convert(item_tp, v, f"{path}[{i}]") for i, v in enumerate(value))
+    if origin in (typing.Union, types.UnionType):
+        raise ConfigError(f"{where}: union types are not supported in Params")
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            # YAML reads "1e-8" (no dot) as a string; accept numeric strings.
+            if isinstance(value, str):
+                try:
+                    return float(value)
+                except ValueError:
+                    pass
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported parameter type {tp!r}")
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _check(cond: bool, key: str, value: Any, why: str) -> None:
+    if not cond:
+        raise ConfigError(f"{key}: {why} (got {value!r})")
+
+
+def validate(p: Params) -> None:
+    """Cross-field consistency checks; raises ConfigError naming the key at fault."""
+    _check(len(p.seeds) > 0, "seeds", list(p.seeds), "at least one seed is required")
+    _check(len(set(p.seeds)) == len(p.seeds), "seeds", list(p.seeds), "seeds must be distinct")
+    for i, s in enumerate(p.seeds):
+        _check(s >= 0, f"seeds[{i}]", s, "must be >= 0")
+
+    d = p.data
+    _check(d.val_docs >= 1, "data.val_docs", d.val_docs, "must be >= 1")
+    _check(d.max_docs >= 0, "data.max_docs", d.max_docs, "must be >= 0")
+    _check(
+        d.max_docs == 0 or d.max_docs > d.val_docs,
+        "data.max_docs",
+        d.max_docs,
+        f"must exceed data.val_docs={d.val_docs} so training data remains",
+    )
+    _check(d.shard_tokens >= 1, "data.shard_tokens", d.shard_tokens, "must be >= 1")
+    _check(d.train_shards >= 1, "data.train_shards", d.train_shards, "must be >= 1")
+    if d.source == "files":
+        _check(len(d.files) > 0, "data.files", list(d.files), "source=files needs at least one path")
+    if d.source == "shards":
+        _check(d.shards_dir != "", "data.shards_dir", d.shards_dir, "source=shards needs a directory")
+    t = d.tokenizer
+    _check(t.vocab_size >= 8, "data.tokenizer.vocab_size", t.vocab_size, "must be >= 8")
+    _check(t.vocab_size <= 65_536, "data.tokenizer.vocab_size", t.vocab_size, "must fit uint16 (<= 65536)")
+    _check(0 < t.character_coverage <= 1, "data.tokenizer.character_coverage", t.character_coverage, "must be in (0, 1]")
+    _check(t.train_docs >= 0, "data.tokenizer.train_docs", t.train_docs, "must be >= 0")
+
+    m = p.model
+    _check(m.vocab_size == t.vocab_size, "model.vocab_size", m.vocab_size,
+           f"must equal data.tokenizer.vocab_size={t.vocab_size}")
+    _check(m.num_layers >= 1, "model.num_layers", m.num_layers, "must be >= 1")
+    _check(m.model_dim >= 1, "model.model_dim", m.model_dim, "must be >= 1")
+    _check(m.num_heads >= 1, "model.num_heads", m.num_heads, "must be >= 1")
+    _check(m.model_dim % m.num_heads == 0, "model.num_heads", m.num_heads,
+           f"must divide model.model_dim={m.model_dim}")
+    _check(m.num_kv_heads >= 1, "model.num_kv_heads", m.num_kv_heads, "must be >= 1")
+    _check(m.num_heads % m.num_kv_heads == 0, "model.num_kv_heads", m.num_kv_heads,
+           f"must divide model.num_heads={m.num_heads}")
+    hd = m.model_dim // m.num_heads
+    _check(hd % 2 == 0, "model.num_heads", m.num_heads, f"gives an odd head_dim={hd}; RoPE needs it even")
+    _check(m.rope_dims % 2 == 0 and m.rope_dims > 0, "model.rope_dims", m.rope_dims, "must be a positive even number")
+    _check(m.rope_dims <= hd, "model.rope_dims", m.rope_dims, f"must be <= head_dim={hd}")
+    _check(m.rope_dims > 2, "model.rope_dims", m.rope_dims, "NTK scaling divides by rope_dims-2; use >= 4")
+    _check(m.rope_ref_len >= 1, "model.rope_ref_len", m.rope_ref_len, "must be >= 1")
+    _check(m.mlp_mult >= 1, "model.mlp_mult", m.mlp_mult, "must be >= 1")
+    _check(m.logit_softcap > 0, "model.logit_softcap", m.logit_softcap, "must be > 0")
+    _check(m.rope_base > 0, "model.rope_base", m.rope_base, "must be > 0")
+    _check(0 <= m.xsa_last_n <= m.num_layers, "model.xsa_last_n", m.xsa_last_n,
+           f"must be in [0, num_layers={m.num_layers}]")
+    _check(m.bigram_buckets == 0 or m.bigram_buckets >= 2, "model.bigram_buckets", m.bigram_buckets,
+           "must be 0 (off) or >= 2")
+    _check(m.bigram_dim >= 1, "model.bigram_dim", m.bigram_dim, "must be >= 1")
+    _check(m.tie_embeddings, "model.tie_embeddings", m.tie_embeddings,
+           "only tied embeddings are implemented (SPEC §2)")
+    c = m.canon
+    _check(all(ch in "ABCD" for ch in c.placements) and len(set(c.placements)) == len(c.placements),
+           "model.canon.placements", c.placements, "must be distinct letters from 'ABCD'")
+    _check(c.kernel >= 1, "model.canon.kernel", c.kernel, "must be >= 1")
+    _check(0 <= c.first_n <= m.num_layers, "model.canon.first_n", c.first_n, "must be in [0, num_layers]")
+    _check(0 <= c.last_n <= m.num_layers, "model.canon.last_n", c.last_n, "must be in [0, num_layers]")
+
+    tr = p.train
+    _check(tr.nproc_per_node >= 1 and 8 % tr.nproc_per_node == 0, "train.nproc_per_node", tr.nproc_per_node,
+           "world size must divide 8 (grad_accum_steps = 8 / world_size)")
+    _check(tr.seq_len >= 1, "train.seq_len", tr.seq_len, "must be >= 1")
+    _check(tr.train_batch_tokens % (8 * tr.seq_len) == 0, "train.train_batch_tokens", tr.train_batch_tokens,
+           f"must be a multiple of 8 x train.seq_len={tr.seq_len} (8 micro-batches of whole sequences)")
+    _check(tr.iterations >= 1, "train.iterations", tr.iterations, "must be >= 1")
+    _check(tr.max_wallclock_seconds >= 0, "train.max_wallclock_seconds", tr.max_wallclock_seconds, "must be >= 0")
+    _check(tr.warmup_steps >= 0, "train.warmup_steps", tr.warmup_steps, "must be >= 0")
+    _check(tr.warmdown_iters >= 0, "train.warmdown_iters", tr.warmdown_iters, "must be >= 0")
+    _check(tr.muon_backend_steps >= 1, "train.muon_backend_steps", tr.muon_backend_steps, "must be >= 1")
+    _check(tr.muon_momentum_warmup_steps >= 0, "train.muon_momentum_warmup_steps",
+           tr.muon_momentum_warmup_steps, "must be >= 0")
+    for key in ("matrix_lr", "scalar_lr", "embed_lr"):
+        v = getattr(tr, key)
+        _check(v >= 0, f"train.{key}", v, "must be >= 0")
+    for key in ("muon_momentum", "muon_momentum_warmup_start", "adam_beta1", "adam_beta2", "ema_decay"):
+        v = getattr(tr, key)
+        _check(0 <= v < 1, f"train.{key}", v, "must be in [0, 1)")
+    _check(tr.adam_eps > 0, "train.adam_eps", tr.adam_eps, "must be > 0")
+    _check(tr.grad_clip_norm >= 0, "train.grad_clip_norm", tr.grad_clip_norm, "must be >= 0")
+    _check(0 <= tr.qat_threshold <= 1, "train.qat_threshold", tr.qat_threshold, "must be in [0, 1]")
+    for key in ("val_loss_every", "val_max_tokens", "log_every", "checkpoint_every"):
+        v = getattr(tr, key)
+        _check(v >= 0, f"train.{key}", v, "must be >= 0")
+
+    s = p.swa
+    _check(s.every >= 1, "swa.every", s.every, "must be >= 1")
+    _check(0 < s.start_lrmul <= 1, "swa.start_lrmul", s.start_lrmul, "must be in (0, 1]")
+    _check(s.max_snapshots >= 0, "swa.max_snapshots", s.max_snapshots, "must be >= 0")
+    _check(s.last_k >= 0, "swa.last_k", s.last_k, "must be >= 0")
+    _check(s.max_snapshots == 0 or s.last_k <= s.max_snapshots, "swa.last_k", s.last_k,
+           f"cannot exceed swa.max_snapshots={s.max_snapshots}")
+    _check(s.method != "snapshots" or s.enabled, "swa.method", s.method,
+           "averaging snapshots needs swa.enabled: true")
+    _check(s.method != "ema" or tr.ema_enabled, "swa.method", s.method, "needs train.ema_enabled: true")
+
+    q = p.quant
+    _check(all(cat in ("mlp", "attn", "embed", "other") for cat in q.int6_categories), "quant.int6_categories",
+           list(q.int6_categories), "categories are mlp, attn, embed, other")
+    _check(q.keep_float_max_numel >= 0, "quant.keep_float_max_numel", q.keep_float_max_numel, "must be >= 0")
+    _check(0 < q.int8_clip_percentile <= 100, "quant.int8_clip_percentile", q.int8_clip_percentile,
+           "must be in (0, 100]")
+    _check(1 <= q.zstd_level <= 22, "quant.zstd_level", q.zstd_level, "must be in [1, 22]")
+    _check(q.cap_bytes >= 1, "quant.cap_bytes", q.cap_bytes, "must be >= 1")
+
+    e = p.eval
+    _check(e.seq_len >= 1, "eval.seq_len", e.seq_len, "must be >= 1")
+    _check(1 <= e.stride <= e.seq_len, "eval.stride", e.stride, f"must be in [1, eval.seq_len={e.seq_len}]")
+    _check(e.batch_seqs >= 1, "eval.batch_seqs", e.batch_seqs, "must be >= 1")
+    _check(e.max_tokens >= 0, "eval.max_tokens", e.max_tokens, "must be >= 0")
+
+    r = p.report
+    _check(r.baseline_bpb > 0, "report.baseline_bpb", r.baseline_bpb, "must be > 0")
+    _check(r.min_improvement_nats >= 0, "report.min_improvement_nats", r.min_improvement_nats, "must be >= 0")
+    _check(0 < r.p_threshold < 1, "report.p_threshold", r.p_threshold, "must be in (0, 1)")

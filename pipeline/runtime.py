@@ -1,0 +1,100 @@
+"""Device, dtype, autocast and process group: decided here, once, and passed down.
+
+Every other module receives a `Runtime` (or a `torch.device`) and never asks
+"is CUDA there?" itself.  CUDA present -> cuda + nccl + bf16 autocast;
+otherwise cpu + gloo + fp32.  torchrun's RANK/WORLD_SIZE/LOCAL_RANK variables
+are the launcher's contract, not hyperparameters, so they are read here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    backend: str  # "nccl" | "gloo"
+    autocast_dtype: torch.dtype | None  # bf16 on CUDA, None (fp32) on CPU
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Mixed precision for the forward pass where the device supports it."""
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+
+    def synchronize(self) -> None:
+        if self.is_cuda:
+            torch.cuda.synchronize(self.device)
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+    def peak_memory_bytes(self) -> int:
+        if self.is_cuda:
+            return int(torch.cuda.max_memory_allocated(self.device))
+        return 0
+
+    def device_name(self) -> str:
+        if self.is_cuda:
+            return torch.cuda.get_device_name(self.device)
+        return "cpu"
+
+
+def launcher_env() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank) as set by torchrun; (0, 1, 0) when run directly."""
+    rank = int(os.environ.get("RANK", "0"))
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    return rank, world_size, local_rank
+
+
+def detect_runtime(force_cpu: bool = False) -> Runtime:
+    """The runtime for this process, without starting a process group."""
+    rank, world_size, local_rank = launcher_env()
+    if torch.cuda.is_available() and not force_cpu:
+        device = torch.device("cuda", local_rank)
+        return Runtime(device, "nccl", torch.bfloat16, rank, world_size, local_rank)
+    return Runtime(torch.device("cpu"), "gloo", None, rank, world_size, local_rank)
+
+
+def init_runtime(force_cpu: bool = False) -> Runtime:
+    """Detect the runtime and, under torchrun, join the process group."""
+    rt = detect_runtime(force_cpu)
+    if rt.is_cuda:
+        torch.cuda.set_device(rt.device)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    if rt.distributed and not dist.is_initialized():
+        kwargs = {"backend": rt.backend, "timeout": datetime.timedelta(minutes=30)}
+        if rt.is_cuda:
+            kwargs["device_id"] = rt.device
+        dist.init_process_group(**kwargs)
+    return rt
+
+
+def shutdown_runtime(rt: Runtime) -> None:
+    if rt.distributed and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,50 @@
+"""What every stage command shares: the Typer app, the --params option, error handling."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from pipeline.config import Params, load_params
+from pipeline.errors import PgolfError
+
+app = typer.Typer(
+    name="pgolf",
+    help=(
+        "Parameter Golf pipeline: prepare data, train, average, quantise, evaluate and report.\n\n"
+        "Each command is one DVC stage and reads its hyperparameters from params.yaml."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ParamsOption = Annotated[
+    Path,
+    typer.Option("--params", "-p", help="params file to read (the record configuration by default)."),
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def user_errors(fn: F) -> F:
+    """Print a user error as one line on stderr and exit 1; let bugs keep their traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except PgolfError as exc:
+            print(f"pgolf: error: {exc}", file=sys.stderr)
+            raise typer.Exit(code=1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def load(params_path: Path) -> Params:
+    return load_params(params_path)
