@@ -1,0 +1,288 @@
+"""The prepare stage: a corpus source -> tokenizer, token shards and a manifest.
+
+Everything is built in a temporary directory next to ``data.out_dir`` and
+swapped in at the end (`pipeline.atomic.atomic_dir`): a failure at any point
+leaves no half-written output and the previous output untouched.
+
+Text sources (embedded, files, fineweb docs) go through SPEC §1: cleaning,
+the ``max_docs`` cap, the first ``val_docs`` documents as validation and the
+rest as training (file order, no shuffling), a BPE tokenizer trained on the
+training documents (or reused), then ``[bos] + ids`` per document into shards.
+Ready shards (fineweb shards, a local shards directory) are validated and
+linked in as they are.  The same input always gives byte-identical outputs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sentencepiece as spm
+from tqdm import tqdm
+
+from pipeline.atomic import atomic_dir
+from pipeline.config import DataConfig
+from pipeline.data.encode import available_cpus, encode_documents
+from pipeline.data.hub import Downloader, fetch_docs, fetch_published_shards, hf_download, link_or_copy
+from pipeline.data.layout import DataLayout
+from pipeline.data.manifest import file_sha256, shard_records, split_record
+from pipeline.data.shards import ShardWriter, read_header, shard_paths
+from pipeline.data.sources import CorpusHash, EmbeddedSource, FilesSource, TextSource, clean_documents, resolve_files
+from pipeline.data.tokenizer import check_vocab_size, load_tokenizer, train_tokenizer, trainer_settings
+from pipeline.errors import DataError
+
+MANIFEST_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class PrepareSummary:
+    """What the stage produced (from the manifest) and how long each phase took."""
+
+    out_dir: Path
+    manifest: dict[str, Any]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def split(self, name: str) -> dict[str, Any]:
+        return self.manifest["splits"][name]
+
+    def describe(self) -> str:
+        tok = self.manifest["tokenizer"]
+        lines = [f"prepared {self.out_dir}/ from {self.manifest['source']['kind']} source "
+                 f"in {self.seconds.get('total', 0.0):.1f} s"]
+        for name in ("val", "train"):
+            s = self.split(name)
+            lines.append(f"  {name:5s} {s['documents']:>12,} documents {s['tokens']:>15,} tokens "
+                         f"{len(s['shards']):>5} shard(s)")
+        lines.append(f"  tokenizer {tok['origin']}, vocab {tok['vocab_size']}, sha256 {tok['sha256'][:12]}")
+        return "\n".join(lines)
+
+
+def prepare(cfg: DataConfig, *, download: Downloader = hf_download, progress: bool = False) -> PrepareSummary:
+    """Run the whole stage into ``cfg.out_dir``; raise DataError (leaving no output) on bad input."""
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    with atomic_dir(cfg.out_dir) as tmp:
+        _give_default_permissions(tmp)
+        layout = DataLayout(tmp)
+        layout.shards_dir.mkdir()
+        if cfg.source == "shards":
+            manifest = _link_shards(cfg, layout, _local_shards(cfg))
+        elif cfg.source == "fineweb" and cfg.hub_mode == "shards":
+            published = fetch_published_shards(cfg, download)
+            shards = _ReadyShards(published.val, published.train, published.tokenizer,
+                                  f"{cfg.hub_repo}:{published.description['tokenizer']}", published.description)
+            manifest = _link_shards(cfg, layout, shards)
+        else:
+            manifest = _from_text(cfg, _text_source(cfg, download), layout, progress, seconds)
+        layout.manifest.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    seconds["total"] = time.perf_counter() - start
+    return PrepareSummary(out_dir=Path(cfg.out_dir), manifest=manifest, seconds=seconds)
+
+
+def _give_default_permissions(directory: Path) -> None:
+    """A temporary directory is private (0700); the data directory should not be.
+
+    Files inside are written plainly (the whole directory is what is atomic),
+    so they get the usual umask permissions too.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(directory, 0o777 & ~umask)
+
+
+# --------------------------------------------------------------------------- text sources
+
+
+def _text_source(cfg: DataConfig, download: Downloader) -> TextSource:
+    if cfg.source == "embedded":
+        return EmbeddedSource()
+    if cfg.source == "files":
+        return FilesSource(resolve_files(cfg.files))
+    docs, description = fetch_docs(cfg, download)
+    return FilesSource((docs,), description=description)
+
+
+def _documents(source: TextSource, cfg: DataConfig) -> Iterator[str]:
+    """The cleaned documents the stage uses: SPEC cleaning, then the ``max_docs`` cap."""
+    docs = clean_documents(source.documents())
+    return itertools.islice(docs, cfg.max_docs) if cfg.max_docs else docs
+
+
+def _from_text(
+    cfg: DataConfig, source: TextSource, layout: DataLayout, progress: bool, seconds: dict[str, float]
+) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    processor, tokenizer_info = _tokenizer_for(cfg, source, layout)
+    seconds["tokenizer"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    corpus = CorpusHash()
+    docs = corpus.watch(_documents(source, cfg))
+    bar = tqdm(desc="encode", unit=" docs", disable=not progress, dynamic_ncols=True, mininterval=0.5)
+    with bar:
+        val_paths, val_docs = _encode_split(itertools.islice(docs, cfg.val_docs), processor, layout, "val", cfg, bar)
+        train_paths, train_docs = _encode_split(docs, processor, layout, "train", cfg, bar)
+    seconds["encode"] = time.perf_counter() - t0
+    _check_split_sizes(cfg, source, val_docs + train_docs, train_docs)
+
+    t0 = time.perf_counter()
+    manifest = _manifest(cfg, layout, source.describe(), tokenizer_info, processor, val_paths, train_paths)
+    manifest["corpus"] = {"documents": corpus.documents, "bytes": corpus.bytes, "sha256": corpus.hexdigest()}
+    manifest["split_rule"] = {"val_docs": cfg.val_docs, "max_docs": cfg.max_docs, "shard_tokens": cfg.shard_tokens}
+    for name, count in (("val", val_docs), ("train", train_docs)):
+        if manifest["splits"][name]["documents"] != count:  # a BOS inside a document would break the count
+            raise DataError(f"{name} shards hold {manifest['splits'][name]['documents']} BOS tokens "
+                            f"for {count} documents")
+    seconds["manifest"] = time.perf_counter() - t0
+    return manifest
+
+
+def _tokenizer_for(
+    cfg: DataConfig, source: TextSource, layout: DataLayout
+) -> tuple[spm.SentencePieceProcessor, dict[str, Any]]:
+    """Train the tokenizer on the training documents, or reuse ``data.tokenizer.model_path``."""
+    tcfg = cfg.tokenizer
+    if tcfg.model_path:
+        processor = load_tokenizer(tcfg.model_path, tcfg.vocab_size, "data.tokenizer.vocab_size")
+        shutil.copyfile(tcfg.model_path, layout.tokenizer)
+        return processor, {"origin": "reused", "model_path": tcfg.model_path}
+
+    seen = _Counted(_documents(source, cfg))
+    stop = cfg.val_docs + tcfg.train_docs if tcfg.train_docs else None
+    training = _Counted(itertools.islice(seen, cfg.val_docs, stop))
+    first = next(training, None)
+    if first is None:
+        _check_split_sizes(cfg, source, seen.count, 0)
+    model = train_tokenizer(itertools.chain([first], training), tcfg)
+    layout.tokenizer.write_bytes(model)
+    processor = spm.SentencePieceProcessor(model_proto=model)
+    check_vocab_size(processor, f"trained on {training.count} documents", tcfg.vocab_size,
+                     "data.tokenizer.vocab_size")
+    info = {"origin": "trained", "train_docs": training.count, "settings": trainer_settings(tcfg)}
+    return processor, info
+
+
+def _encode_split(
+    texts: Iterable[str], processor: spm.SentencePieceProcessor, layout: DataLayout, split: str,
+    cfg: DataConfig, bar: tqdm,
+) -> tuple[list[Path], int]:
+    documents = 0
+    with ShardWriter(layout.shards_dir, split, cfg.shard_tokens) as writer:
+        for batch in encode_documents(texts, processor):
+            writer.write(batch.tokens)
+            documents += batch.documents
+            bar.update(batch.documents)
+            bar.set_postfix_str(f"{writer.tokens_written:,} {split} tokens", refresh=False)
+        return writer.close(), documents
+
+
+def _check_split_sizes(cfg: DataConfig, source: TextSource, total: int, train: int) -> None:
+    kind = source.describe()["kind"]
+    if total == 0:
+        raise DataError(f"the {kind} corpus is empty: no non-empty documents in {_where(source)}")
+    if train == 0:
+        capped = f" (data.max_docs={cfg.max_docs})" if cfg.max_docs else ""
+        raise DataError(f"the {kind} corpus has {total} documents{capped} but data.val_docs={cfg.val_docs} "
+                        f"needs at least {cfg.val_docs + 1} (one more for training)")
+
+
+def _where(source: TextSource) -> str:
+    description = source.describe()
+    if description.get("files"):
+        return ", ".join(description["files"])
+    return str(description.get("docs", description["kind"]))
+
+
+class _Counted(Iterator[str]):
+    def __init__(self, items: Iterable[str]) -> None:
+        self._items = iter(items)
+        self.count = 0
+
+    def __next__(self) -> str:
+        item = next(self._items)
+        self.count += 1
+        return item
+
+
+# --------------------------------------------------------------------------- ready shards
+
+
+@dataclass(frozen=True)
+class _ReadyShards:
+    val: tuple[Path, ...]
+    train: tuple[Path, ...]
+    tokenizer: Path
+    tokenizer_label: str
+    description: dict[str, Any]
+
+
+def _local_shards(cfg: DataConfig) -> _ReadyShards:
+    directory = Path(cfg.shards_dir)
+    if not directory.is_dir():
+        raise DataError(f"data.shards_dir: {directory} is not a directory")
+    val, train = shard_paths(directory, "val"), shard_paths(directory, "train")
+    for split, paths in (("val", val), ("train", train)):
+        if not paths:
+            raise DataError(f"{directory}: no fineweb_{split}_NNNNNN.bin shards")
+    for path in (*val, *train):
+        read_header(path)
+    if cfg.tokenizer.model_path:
+        tokenizer = Path(cfg.tokenizer.model_path)
+    else:
+        models = sorted(directory.glob("*.model"))
+        if len(models) != 1:
+            found = ", ".join(m.name for m in models) or "none"
+            raise DataError(f"{directory}: expected exactly one tokenizer .model (found {found}); "
+                            "or set data.tokenizer.model_path")
+        tokenizer = models[0]
+    description = {"kind": "shards", "shards_dir": directory.as_posix(), "tokenizer": tokenizer.as_posix()}
+    return _ReadyShards(tuple(val), tuple(train), tokenizer, str(tokenizer), description)
+
+
+def _link_shards(cfg: DataConfig, layout: DataLayout, shards: _ReadyShards) -> dict[str, Any]:
+    processor = load_tokenizer(shards.tokenizer, cfg.tokenizer.vocab_size, "data.tokenizer.vocab_size",
+                               label=shards.tokenizer_label)
+    link_or_copy(shards.tokenizer, layout.tokenizer)
+    val_paths, train_paths = [], []
+    for sources, targets in ((shards.val, val_paths), (shards.train, train_paths)):
+        for path in sources:
+            target = layout.shards_dir / path.name
+            link_or_copy(path, target)
+            targets.append(target)
+    info = {"origin": "published" if shards.description["kind"] == "fineweb" else "reused"}
+    return _manifest(cfg, layout, shards.description, info, processor, val_paths, train_paths)
+
+
+# --------------------------------------------------------------------------- manifest
+
+
+def _manifest(
+    cfg: DataConfig, layout: DataLayout, source: dict[str, Any], tokenizer_info: dict[str, Any],
+    processor: spm.SentencePieceProcessor, val_paths: list[Path], train_paths: list[Path],
+) -> dict[str, Any]:
+    bos, vocab = int(processor.bos_id()), int(processor.vocab_size())
+    threads = available_cpus()
+    splits = {
+        name: split_record(shard_records(paths, layout.root, bos, vocab, threads))
+        for name, paths in (("val", val_paths), ("train", train_paths))
+    }
+    return {
+        "format": MANIFEST_FORMAT,
+        "source": source,
+        "tokenizer": {
+            "file": layout.tokenizer.relative_to(layout.root).as_posix(),
+            "sha256": file_sha256(layout.tokenizer),
+            "vocab_size": vocab,
+            "bos_id": bos,
+            **tokenizer_info,
+        },
+        "sentencepiece_version": spm.__version__,
+        "splits": splits,
+    }

@@ -1,0 +1,183 @@
+"""The packed model artifact: one versioned file format, written by quantize, read by evaluate.
+
+Layout (all integers little-endian)::
+
+    offset  size  field
+    0       8     magic            b"PGOLFQZ\\x00"
+    8       4     format version   uint32 (FORMAT_VERSION)
+    12      8     payload length   uint64, bytes of the compressed payload
+    20      32    payload sha256   of the compressed payload bytes
+    52      ...   payload          one zstd frame (level QuantConfig.zstd_level)
+
+The decompressed payload is a `torch.save` archive of plain data only, so it
+loads with ``torch.load(weights_only=True)`` and no code is ever unpickled::
+
+    {"format_version": int,
+     "tensors": {name: {"scheme": "int6"|"int8"|"fp16"|"fp32"|"raw",
+                        "dtype": "float32", "shape": [...],
+                        "data": Tensor, "scale": Tensor (int6/int8 only)}},
+     "meta": {...}}   # caller's metadata: str/int/float/bool/None/list/dict
+
+`pipeline.quant.mixed` defines the schemes.  Reading checks, in order: the
+magic, that the header is complete, the version, the payload length, the
+sha256, then the zstd frame and the archive's structure; any failure raises
+`ArtifactError` naming the file and the check.  To enforce the size cap
+before anything is written, pack with `pack_artifact`, check the size
+(`pipeline.quant.size`), then write the bytes.  The header costs 52 bytes and counts in the size.
+Compression is single-threaded so the same weights give the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import struct
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import zstandard
+from torch import Tensor
+
+from pipeline import atomic
+from pipeline.config import QuantConfig
+from pipeline.errors import ArtifactError
+from pipeline.quant.mixed import SCHEMES, dequantize_state_dict, quantize_state_dict, scheme_counts
+
+MAGIC = b"PGOLFQZ\x00"
+FORMAT_VERSION = 1
+_HEADER = struct.Struct("<8sIQ32s")
+HEADER_BYTES = _HEADER.size  # 52
+
+
+@dataclass(frozen=True)
+class ArtifactStats:
+    """What packing produced: sizes, digest, per-scheme tensor counts, timings."""
+
+    file_bytes: int  # header + compressed payload: the model bytes that count
+    payload_bytes: int  # torch.save archive before compression
+    sha256: str  # of the compressed payload
+    format_version: int
+    counts: dict[str, int]
+    quantize_seconds: float
+    compress_seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check_plain(value: Any, where: str) -> None:
+    """Metadata must be plain data: anything else would need unpickling code."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_plain(item, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"artifact meta {where}: keys must be strings, got {key!r}")
+            _check_plain(item, f"{where}.{key}")
+        return
+    raise ValueError(f"artifact meta {where}: {type(value).__name__} is not plain data (str/int/float/list/dict)")
+
+
+def pack_artifact(
+    state_dict: Mapping[str, Tensor], cfg: QuantConfig, meta: Mapping[str, Any]
+) -> tuple[bytes, ArtifactStats]:
+    """Quantise, serialise and compress: the artifact's bytes, not yet written anywhere."""
+    meta = dict(meta)
+    _check_plain(meta, "meta")
+    t0 = time.perf_counter()
+    tensors = quantize_state_dict(state_dict, cfg)
+    buf = io.BytesIO()
+    torch.save({"format_version": FORMAT_VERSION, "tensors": tensors, "meta": meta}, buf)
+    raw = buf.getvalue()
+    t1 = time.perf_counter()
+    payload = zstandard.ZstdCompressor(level=cfg.zstd_level, threads=0).compress(raw)
+    t2 = time.perf_counter()
+    digest = hashlib.sha256(payload).digest()
+    blob = _HEADER.pack(MAGIC, FORMAT_VERSION, len(payload), digest) + payload
+    stats = ArtifactStats(
+        file_bytes=len(blob),
+        payload_bytes=len(raw),
+        sha256=digest.hex(),
+        format_version=FORMAT_VERSION,
+        counts=scheme_counts(tensors),
+        quantize_seconds=t1 - t0,
+        compress_seconds=t2 - t1,
+    )
+    return blob, stats
+
+
+def write_artifact(
+    path: str | Path, state_dict: Mapping[str, Tensor], cfg: QuantConfig, meta: Mapping[str, Any]
+) -> ArtifactStats:
+    """Pack `state_dict` and write it to `path` atomically."""
+    blob, stats = pack_artifact(state_dict, cfg, meta)
+    atomic.write_bytes(path, blob)
+    return stats
+
+
+def _unpack_payload(blob: bytes, name: str) -> bytes:
+    """Check the header and digest; return the decompressed torch.save archive."""
+    head = blob[: len(MAGIC)]
+    if head != MAGIC[: len(head)] or not head:
+        raise ArtifactError(f"{name}: not a pgolf artifact (magic {head!r}, expected {MAGIC!r})")
+    if len(blob) < HEADER_BYTES:
+        raise ArtifactError(f"{name}: truncated: {len(blob)} bytes, shorter than the {HEADER_BYTES}-byte header")
+    _magic, version, length, digest = _HEADER.unpack_from(blob)
+    if version != FORMAT_VERSION:
+        raise ArtifactError(
+            f"{name}: artifact format version {version}; this pgolf reads version {FORMAT_VERSION}"
+        )
+    payload = blob[HEADER_BYTES:]
+    if len(payload) < length:
+        raise ArtifactError(f"{name}: truncated: payload has {len(payload)} of {length} bytes")
+    if len(payload) > length:
+        raise ArtifactError(f"{name}: {len(payload) - length} unexpected bytes after the payload")
+    if hashlib.sha256(payload).digest() != digest:
+        raise ArtifactError(f"{name}: corrupt: payload sha256 does not match the header")
+    try:
+        return zstandard.ZstdDecompressor().decompress(payload)
+    except zstandard.ZstdError as exc:
+        raise ArtifactError(f"{name}: corrupt: zstd payload does not decompress: {exc}") from exc
+
+
+def _check_entry(name: str, key: str, entry: Any) -> None:
+    if not isinstance(entry, dict) or entry.get("scheme") not in SCHEMES:
+        raise ArtifactError(f"{name}: tensor {key!r} has no valid quantisation scheme")
+    needed = ("data", "scale") if entry["scheme"] in ("int6", "int8") else ("data",)
+    for field in needed:
+        if not isinstance(entry.get(field), Tensor):
+            raise ArtifactError(f"{name}: tensor {key!r} ({entry['scheme']}) lacks its {field!r} tensor")
+
+
+def read_artifact(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """(state dict in the original dtypes, meta) from an artifact written by `write_artifact`."""
+    path = Path(path)
+    name = str(path)
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        raise ArtifactError(f"{name}: cannot read artifact: {exc.strerror or exc}") from exc
+    raw = _unpack_payload(blob, name)
+    try:
+        obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError, RuntimeError from a damaged archive
+        raise ArtifactError(f"{name}: payload is not a plain-data torch archive: {exc}") from exc
+    if not isinstance(obj, dict) or not isinstance(obj.get("tensors"), dict) or not isinstance(obj.get("meta"), dict):
+        raise ArtifactError(f"{name}: payload lacks the 'tensors' and 'meta' mappings")
+    if obj.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(f"{name}: payload format version {obj.get('format_version')!r} disagrees with the header")
+    for key, entry in obj["tensors"].items():
+        _check_entry(name, key, entry)
+    try:
+        state_dict = dequantize_state_dict(obj["tensors"])
+    except (ValueError, RuntimeError) as exc:
+        raise ArtifactError(f"{name}: cannot dequantise: {exc}") from exc
+    return state_dict, obj["meta"]

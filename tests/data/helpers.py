@@ -1,0 +1,124 @@
+"""Building blocks for the data tests: small configs, corpora, tokenizers and a fake Hub."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sentencepiece as spm
+import yaml
+
+from pipeline.config import DataConfig, load_params
+from pipeline.data.hub import Downloader
+from pipeline.data.shards import write_shard
+from pipeline.data.sources import clean_documents
+from pipeline.data.tokenizer import train_tokenizer
+from tests.conftest import ROOT
+
+# Small enough to train in a fraction of a second, large enough to need real merges.
+SMALL_VOCAB = 384
+
+
+def data_config(**overrides: Any) -> DataConfig:
+    """The record data group with `overrides`; ``tokenizer`` takes a dict of its own overrides."""
+    base = load_params(ROOT / "params.yaml").data
+    tokenizer = dataclasses.replace(base.tokenizer, **overrides.pop("tokenizer", {}))
+    files = overrides.pop("files", None)
+    if files is not None:
+        overrides["files"] = tuple(str(f) for f in files)
+    return dataclasses.replace(base, tokenizer=tokenizer, **overrides)
+
+
+def pydoc_paragraphs(limit: int | None = None) -> list[str]:
+    """Real English paragraphs from the pydoc topics (no stdlib parse: fast)."""
+    from pydoc_data.topics import topics
+
+    paragraphs = [p for name in sorted(topics) for p in topics[name].split("\n\n")]
+    cleaned = list(clean_documents(paragraphs))
+    return cleaned[:limit] if limit else cleaned
+
+
+def write_jsonl(path: Path, texts: Iterable[str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for text in texts:
+            f.write(json.dumps({"text": text}) + "\n")
+    return path
+
+
+def small_tokenizer(path: Path, vocab_size: int = SMALL_VOCAB) -> Path:
+    """Train a SPEC-settings tokenizer of `vocab_size` on pydoc paragraphs and save it."""
+    cfg = data_config(tokenizer={"vocab_size": vocab_size}).tokenizer
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(train_tokenizer(pydoc_paragraphs(1500), cfg))
+    return path
+
+
+def encoded_shard(path: Path, processor: spm.SentencePieceProcessor, texts: list[str]) -> np.ndarray:
+    """Write `texts` as one shard of ``[bos] + ids`` documents; return its tokens."""
+    tokens = np.array(
+        [t for text in texts for t in [processor.bos_id(), *processor.encode(text)]], dtype=np.uint16
+    )
+    write_shard(path, tokens)
+    return tokens
+
+
+def build_fake_hub(root: Path, tokenizer: Path, *, val_shards: int = 1, train_shards: int = 3,
+                   docs: list[str] | None = None) -> Path:
+    """A folder laid out like the challenge's Hub repo (``datasets/...``), with tiny shards."""
+    processor = spm.SentencePieceProcessor(model_file=str(tokenizer))
+    vocab = processor.vocab_size()
+    base = root / "datasets"
+    name = f"fineweb10B_sp{vocab}"
+    shard_dir = base / "datasets" / name
+    shard_dir.mkdir(parents=True)
+    paragraphs = pydoc_paragraphs(60)
+    for split, count in (("val", val_shards), ("train", train_shards)):
+        for i in range(count):
+            chunk = paragraphs[(i * 10) % 50 : (i * 10) % 50 + 10]
+            encoded_shard(shard_dir / f"fineweb_{split}_{i:06d}.bin", processor, chunk)
+    (base / "tokenizers").mkdir()
+    shutil.copyfile(tokenizer, base / "tokenizers" / f"fineweb_{vocab}_bpe.model")
+    manifest = {
+        "datasets": [{"name": name, "tokenizer_name": f"sp_bpe_{vocab}",
+                      "stats": {"files_val": val_shards, "files_train": train_shards}}],
+        "tokenizers": [{"name": f"sp_bpe_{vocab}", "model_path": f"tokenizers/fineweb_{vocab}_bpe.model"}],
+    }
+    (base / "manifest.json").write_text(json.dumps(manifest))
+    if docs is not None:
+        import hashlib
+
+        jsonl = write_jsonl(base / "docs_selected.jsonl", docs)
+        sha = hashlib.sha256(jsonl.read_bytes()).hexdigest()
+        (base / "docs_selected.source_manifest.json").write_text(json.dumps({"docs_sha256": sha}))
+    return root
+
+
+def copier(hub_root: Path, calls: list[str] | None = None) -> Downloader:
+    """A Downloader that serves files from a local folder (a missing file raises FileNotFoundError)."""
+
+    def download(repo_id: str, filename: str) -> Path:
+        if calls is not None:
+            calls.append(f"{repo_id}:{filename}")
+        source = hub_root / filename
+        if not source.is_file():
+            raise FileNotFoundError(f"404 Client Error: Entry Not Found for url: {repo_id}/{filename}")
+        return source
+
+    return download
+
+
+def write_params(path: Path, data: DataConfig) -> Path:
+    """A full params file (the record values) with this data group and a matching model vocab."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    plain = dataclasses.asdict(data)
+    plain["files"] = list(plain["files"])
+    raw["data"] = plain
+    raw["model"]["vocab_size"] = data.tokenizer.vocab_size
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path

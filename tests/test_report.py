@@ -1,0 +1,85 @@
+"""Multi-seed summary and the SPEC §6 one-sided t-test, checked against scipy."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+from scipy import stats
+
+from pipeline.report import render_markdown, significance_test, summarize
+
+RECORD = {1337: 1.12962, 1335: 1.12970, 1336: 1.1303}
+
+
+def _metrics(bpb: float, seed: int) -> dict:
+    return {"seed": seed, "sliding_bpb": bpb, "int6_bpb": bpb + 0.02, "steps": 6250 + seed % 7,
+            "sizes": {"total_bytes": 15_580_000 + seed}, "ok": True, "device": "8xH100"}
+
+
+def test_matches_scipy_on_the_record(record_params):
+    cfg = record_params.report
+    sig = significance_test(list(RECORD.values()), cfg)
+    d = [(cfg.baseline_bpb - b) * math.log(2) for b in RECORD.values()]
+    ref = stats.ttest_1samp(d, popmean=cfg.min_improvement_nats, alternative="greater")
+    assert sig.t == pytest.approx(ref.statistic, rel=1e-10)
+    assert sig.p == pytest.approx(ref.pvalue, rel=1e-8)
+    assert sig.df == 2 and sig.n == 3
+    assert sig.mean_improvement_nats == pytest.approx(sum(d) / 3)
+    assert sig.std_improvement_nats == pytest.approx(stats.tstd(d))
+    assert sig.p < 0.01 and sig.passed and sig.verdict == "pass"
+
+
+def test_fail_cases(record_params):
+    cfg = record_params.report
+    small = significance_test([1.139, 1.1395, 1.1385], cfg)  # ~0.0025 nats: below the bar
+    assert not small.passed and small.verdict == "fail" and small.p > 0.5
+    noisy = significance_test([1.120, 1.139, 1.128], cfg)  # big mean gain, too much spread for p < 0.01
+    assert noisy.mean_improvement_nats > cfg.min_improvement_nats
+    ref = stats.ttest_1samp([(cfg.baseline_bpb - b) * math.log(2) for b in (1.120, 1.139, 1.128)],
+                            cfg.min_improvement_nats, alternative="greater")
+    assert noisy.p == pytest.approx(ref.pvalue) and noisy.p > cfg.p_threshold and not noisy.passed
+
+
+def test_one_seed_is_insufficient(record_params):
+    sig = significance_test([1.10], record_params.report)
+    assert sig.verdict == "insufficient seeds" and sig.p is None and sig.t is None and not sig.passed
+    assert sig.std_improvement_nats is None and sig.df is None
+
+
+def test_zero_variance(record_params):
+    cfg = record_params.report
+    good = significance_test([1.12, 1.12, 1.12], cfg)
+    assert good.t is None and good.p == 0.0 and good.passed and "zero variance" in good.note
+    bad = significance_test([1.14, 1.14], cfg)
+    assert bad.p == 1.0 and not bad.passed
+    looser = dataclasses.replace(cfg, p_threshold=0.5)
+    assert significance_test([1.1428, 1.1428], looser).verdict == "fail"
+
+
+def test_summary_and_markdown(record_params):
+    per_seed = {seed: _metrics(bpb, seed) for seed, bpb in RECORD.items()}
+    summary = summarize(per_seed, record_params.report)
+    assert list(summary["figures"])[0] == "sliding_bpb"
+    assert "sizes.total_bytes" in summary["figures"] and "ok" not in summary["figures"]
+    fig = summary["figures"]["sliding_bpb"]
+    assert fig["mean"] == pytest.approx(sum(RECORD.values()) / 3)
+    assert fig["std"] == pytest.approx(stats.tstd(list(RECORD.values())))
+    assert (fig["min"], fig["max"]) == (1.12962, 1.1303)
+    assert summary["significance"]["verdict"] == "pass"
+    json.dumps(summary)  # stage writes it as JSON
+    md = render_markdown(summary)
+    assert sum(line.startswith("| ") for line in md.splitlines()) == 1 + 3 + 4  # header, seeds, stats
+    assert "seed" not in summary["figures"]
+    assert "| 1337 | 1.12962 |" in md and "**Verdict: pass**" in md and "| **std** |" in md
+    one = render_markdown(summarize({1337: _metrics(1.13, 1337)}, record_params.report))
+    assert "insufficient seeds" in one and "p = –" in one
+
+
+def test_missing_score_rejected(record_params):
+    with pytest.raises(ValueError, match="1335"):
+        summarize({1337: {"sliding_bpb": 1.1}, 1335: {"int6_bpb": 1.2}}, record_params.report)
+    with pytest.raises(ValueError):
+        significance_test([], record_params.report)
