@@ -1,0 +1,65 @@
+"""Input-side token mixing: BigramHash and SmearGate (SPEC §2).
+
+BigramHash gives every (previous, current) token pair a learned vector through
+a hashed table, so the first layer already sees a bigram feature.  SmearGate
+blends each position with the one before it through a per-channel gate.
+Both only look backwards, so they keep the model causal.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from pipeline.model.layers import CastedLinear
+
+# Odd multipliers of the reference hash; the products stay inside int32 for any
+# id below 2**15, and the arithmetic is done in int32 like the reference.
+HASH_MUL_CURRENT = 36313
+HASH_MUL_PREVIOUS = 27191
+
+
+def bigram_buckets(ids: Tensor, num_buckets: int) -> Tensor:
+    """Bucket of each position: xor(36313 id[t], 27191 id[t-1]) mod (buckets-1);
+    position 0 (no previous token) gets the reserved last bucket."""
+    t = ids.to(torch.int32)
+    mod = num_buckets - 1
+    pair = torch.bitwise_xor(HASH_MUL_CURRENT * t[..., 1:], HASH_MUL_PREVIOUS * t[..., :-1]) % mod
+    first = torch.full_like(t[..., :1], mod)
+    return torch.cat((first, pair), dim=-1).long()
+
+
+class BigramHash(nn.Module):
+    """scale * proj(embed(bucket)).  `embed` and `proj` start at zero here;
+    init.py then gives `proj` its scaled orthogonal init (as the reference
+    does), so only `embed` stays zero.  When bigram_dim equals model_dim the
+    reference has no projection, and neither does this module."""
+
+    def __init__(self, num_buckets: int, bigram_dim: int, model_dim: int, scale_init: float) -> None:
+        super().__init__()
+        self.num_buckets = num_buckets
+        self.embed = nn.Embedding(num_buckets, bigram_dim)
+        nn.init.zeros_(self.embed.weight)
+        self.proj = CastedLinear(bigram_dim, model_dim) if bigram_dim != model_dim else None
+        if self.proj is not None:
+            nn.init.zeros_(self.proj.weight)
+        self.scale = nn.Parameter(torch.tensor(float(scale_init), dtype=torch.float32))
+
+    def forward(self, ids: Tensor) -> Tensor:
+        h = self.embed(bigram_buckets(ids, self.num_buckets))
+        if self.proj is not None:
+            h = self.proj(h)
+        return h * self.scale.to(h.dtype)
+
+
+class SmearGate(nn.Module):
+    """out_t = (1 - g) x_t + g x_{t-1} with g = sigmoid(gate) per channel, x_{-1} = 0."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.gate = nn.Parameter(torch.zeros(dim, dtype=torch.float32))
+
+    def forward(self, x: Tensor) -> Tensor:
+        g = torch.sigmoid(self.gate.to(x.dtype))
+        prev = torch.cat((torch.zeros_like(x[:, :1]), x[:, :-1]), dim=1)
+        return (1 - g) * x + g * prev

@@ -1,0 +1,49 @@
+"""The two primitive layers every other module is built from.
+
+`rms_norm` has no weight and uses PyTorch's default epsilon (the dtype's
+machine epsilon, `eps=None`), as the reference does.  `CastedLinear` keeps its
+weight in fp32 and casts it to the activation dtype at matmul time, so under
+bf16 autocast the matmul runs in bf16 while the optimiser updates fp32 weights.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pipeline.quant.rowwise import fake_quant_int6
+
+
+def rms_norm(x: Tensor) -> Tensor:
+    """RMS normalisation over the last dimension, no learned weight."""
+    return F.rms_norm(x, (x.size(-1),))
+
+
+class CastedLinear(nn.Linear):
+    """A bias-free linear layer with fp32 weights and a late-QAT switch.
+
+    Late QAT (SPEC §3) must switch on inside an already-compiled graph.  A
+    Python flag (class or instance attribute) is read at trace time: a class
+    flag is constant-folded and never switches, an instance flag forces a
+    recompile of the whole model in the middle of the timed run.  Here the
+    switch is a 0-dim bool *buffer* (`qat`, non-persistent, so it never enters
+    a state dict) that the graph reads as an input: `torch.where` selects the
+    straight-through int6 weight or the plain one, so flipping the buffer in
+    place takes effect on the next call with no recompile.  The price is that
+    the per-row fake quantisation is computed on every training forward even
+    while QAT is off (a few element-wise passes over the weight, small next to
+    the matmul).  In eval mode the branch is not traced at all.
+    """
+
+    def __init__(self, in_features: int, out_features: int, zero_init: bool = False) -> None:
+        super().__init__(in_features, out_features, bias=False)
+        # attn.proj and mlp.proj start at zero (SPEC §2 init); read by init.py.
+        self.zero_init = zero_init
+        self.register_buffer("qat", torch.zeros((), dtype=torch.bool), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        w = self.weight
+        if self.training:
+            w = torch.where(self.qat, fake_quant_int6(w), w)
+        return F.linear(x, w.to(x.dtype))

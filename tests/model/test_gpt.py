@@ -1,0 +1,232 @@
+"""The assembled model: record shapes and counts, names, state dicts, losses, QAT, groups, CLI."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+import typer
+from typer.testing import CliRunner
+
+from pipeline.errors import PgolfError
+from pipeline.model import (
+    GPT,
+    config_parameter_counts,
+    is_control_tensor,
+    parameter_counts,
+    split_param_groups,
+)
+from pipeline.model.attention import fa3_available
+from pipeline.model.layers import CastedLinear
+from pipeline.quant.rowwise import fake_quant_int6
+from tests.conftest import ROOT, tiny_model_config
+from tests.model.helpers import canon_config, random_tiny_model
+
+RECORD_WITHOUT_CANON = (
+    1024 * 512  # tok_emb
+    + 2048 * 128 + 512 * 128 + 1  # bigram embed, proj, scale
+    + 512  # smear.gate
+    + 5 * 512  # skip_weights: min(5 encoder, 6 decoder) x dim
+    + 11 * (
+        512 * 512 + 2 * 256 * 512 + 512 * 512  # c_q, c_k, c_v (4 KV heads x 64), attn.proj
+        + 2 * 1536 * 512  # mlp.fc, mlp.proj
+        + 8 + 512 + 512 + 2 * 512  # q_gain, attn_scale, mlp_scale, resid_mix
+    )
+)
+RECORD_CANON = 5 * 2 * (512 * 3 + 1)  # last 5 blocks x (A, C) x (depthwise k=3 weight + delta gate)
+
+
+def test_record_parameter_count(record_params):
+    assert RECORD_WITHOUT_CANON == 26_829_913  # "about 26.8 M" (SPEC §2)
+    no_canon = config_parameter_counts(canon_config(record_params.model, placements=""))
+    assert no_canon["total"] == RECORD_WITHOUT_CANON
+    assert abs(no_canon["total"] - 26.8e6) < 0.1e6
+    counts = config_parameter_counts(record_params.model)
+    assert counts["canon"] == RECORD_CANON
+    assert counts["total"] == RECORD_WITHOUT_CANON + RECORD_CANON
+    assert counts["embeddings"] == 1024 * 512 and counts["bigram"] == 2048 * 128 + 512 * 128 + 1
+    assert counts["attention"] == 11 * (2 * 512 * 512 + 2 * 256 * 512)
+    assert counts["mlp"] == 11 * 2 * 1536 * 512
+
+
+def test_record_shapes_on_meta(record_params):
+    with torch.device("meta"):
+        model = GPT(record_params.model)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert shapes["tok_emb.weight"] == (1024, 512)
+    assert shapes["bigram.embed.weight"] == (2048, 128) and shapes["bigram.proj.weight"] == (512, 128)
+    assert shapes["bigram.scale"] == () and shapes["smear.gate"] == (512,) and shapes["skip_weights"] == (5, 512)
+    assert shapes["blocks.3.attn.c_q.weight"] == (512, 512)
+    assert shapes["blocks.3.attn.c_k.weight"] == (256, 512) and shapes["blocks.3.attn.c_v.weight"] == (256, 512)
+    assert shapes["blocks.3.attn.proj.weight"] == (512, 512) and shapes["blocks.3.attn.q_gain"] == (8,)
+    assert shapes["blocks.3.mlp.fc.weight"] == (1536, 512) and shapes["blocks.3.mlp.proj.weight"] == (512, 1536)
+    assert shapes["blocks.3.resid_mix"] == (2, 512) and shapes["blocks.3.attn_scale"] == (512,)
+    assert shapes["blocks.10.canon_a.conv.weight"] == (512, 1, 3)
+    assert shapes["blocks.10.canon_c.delta_gate_logit"] == ()
+    assert "blocks.5.canon_a.conv.weight" not in shapes and "blocks.6.canon_a.conv.weight" in shapes
+
+
+def test_state_dict_names_and_no_buffers():
+    cfg = canon_config(tiny_model_config(num_layers=2), placements="ABCD", last_n=1, bias=True)
+    model = GPT(cfg)
+    per_block = ["attn.c_q.weight", "attn.c_k.weight", "attn.c_v.weight", "attn.proj.weight", "attn.q_gain",
+                 "mlp.fc.weight", "mlp.proj.weight", "attn_scale", "mlp_scale", "resid_mix"]
+    canon = [f"canon_{p}.{n}" for p in "abcd" for n in ("conv.weight", "conv.bias", "delta_gate_logit")]
+    expected = {"tok_emb.weight", "bigram.embed.weight", "bigram.proj.weight", "bigram.scale", "smear.gate",
+                "skip_weights"}
+    expected |= {f"blocks.{i}.{n}" for i in range(2) for n in per_block}
+    expected |= {f"blocks.1.{n}" for n in canon}
+    state = model.state_dict()
+    assert set(state) == expected
+    assert set(state) == {n for n, _ in model.named_parameters()}  # no persistent buffers
+    optional_off = GPT(canon_config(tiny_model_config(bigram_buckets=0, smear=False), placements=""))
+    assert not any(k.startswith(("bigram.", "smear.")) or "canon" in k for k in optional_off.state_dict())
+
+
+def test_state_dict_round_trip_strict():
+    model = random_tiny_model().eval()
+    fresh = GPT(model.cfg).eval()
+    fresh.load_state_dict(model.state_dict(), strict=True)
+    ids = torch.randint(0, 1024, (2, 10))
+    with torch.no_grad():
+        assert torch.equal(model.logits(ids), fresh.logits(ids))
+
+
+def test_loss_logits_and_per_token_losses_share_one_path():
+    model = random_tiny_model().eval()
+    ids, targets = torch.randint(0, 1024, (2, 10)), torch.randint(0, 1024, (2, 10))
+    with torch.no_grad():
+        logits = model.logits(ids)
+        loss = model(ids, targets)
+        per_token = model(ids, targets, reduction="none")
+    assert logits.shape == (2, 10, 1024) and logits.abs().max() <= 30
+    assert loss.dtype == torch.float32 and per_token.shape == (2, 10)
+    want = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view(2, 10)
+    torch.testing.assert_close(per_token, want)
+    torch.testing.assert_close(loss, per_token.mean())
+
+
+def test_backward_reaches_every_parameter():
+    model = random_tiny_model(canon={"placements": "ABCD", "bias": True, "activation": True}).train()
+    ids, targets = torch.randint(0, 1024, (2, 8)), torch.randint(0, 1024, (2, 8))
+    model(ids, targets).backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing
+
+
+def _hand_quantised_copy(model: GPT) -> GPT:
+    copy_ = copy.deepcopy(model)
+    copy_.set_qat(False)
+    with torch.no_grad():
+        for module in copy_.modules():
+            if isinstance(module, CastedLinear):
+                module.weight.copy_(fake_quant_int6(module.weight))
+    return copy_
+
+
+def test_qat_switch_in_eager_mode():
+    model = random_tiny_model().train()
+    ids, targets = torch.randint(0, 1024, (2, 8)), torch.randint(0, 1024, (2, 8))
+    plain = model(ids, targets).detach()
+    assert not model.qat_enabled
+    model.set_qat(True)
+    assert model.qat_enabled
+    quantised = model(ids, targets).detach()
+    assert (quantised - plain).abs() > 1e-4
+    torch.testing.assert_close(quantised, _hand_quantised_copy(model).train()(ids, targets).detach())
+    model.eval()  # QAT only acts on training forwards
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids, targets), plain)
+    assert set(model.state_dict()) == {n for n, _ in model.named_parameters()}
+    model.train()
+    model.set_qat(False)
+    torch.testing.assert_close(model(ids, targets).detach(), plain)
+
+
+def test_qat_covers_every_matrix_layer_including_bigram_proj():
+    model = GPT(tiny_model_config())
+    names = {n for n, m in model.named_modules() if isinstance(m, CastedLinear)}
+    per_block = {"attn.c_q", "attn.c_k", "attn.c_v", "attn.proj", "mlp.fc", "mlp.proj"}
+    assert names == {"bigram.proj"} | {f"blocks.{i}.{n}" for i in range(4) for n in per_block}
+
+
+def test_parameter_groups(record_params):
+    with torch.device("meta"):
+        model = GPT(record_params.model)
+    groups = split_param_groups(model)
+    matrix = [n for n, _ in groups.matrix]
+    embed = [n for n, _ in groups.embed]
+    scalar = [n for n, _ in groups.scalar]
+    assert len(matrix) == 11 * 6 + 1 and "bigram.proj.weight" in matrix
+    assert all(n == "bigram.proj.weight" or n.startswith("blocks.") for n in matrix)
+    assert embed == ["tok_emb.weight", "bigram.embed.weight"]
+    assert {"skip_weights", "smear.gate", "bigram.scale", "blocks.0.resid_mix", "blocks.0.attn.q_gain",
+            "blocks.10.canon_a.conv.weight", "blocks.10.canon_a.delta_gate_logit"} <= set(scalar)
+    every = [n for n, _ in model.named_parameters()]
+    assert sorted(matrix + embed + scalar) == sorted(every)
+    assert all(p.ndim == 2 for _, p in groups.matrix)
+
+
+def test_control_tensors():
+    controls = ["skip_weights", "smear.gate", "bigram.scale", "blocks.2.attn_scale", "blocks.2.mlp_scale",
+                "blocks.2.resid_mix", "blocks.2.attn.q_gain", "blocks.9.canon_a.delta_gate_logit",
+                "blocks.9.canon_c.conv.weight"]
+    weights = ["tok_emb.weight", "bigram.embed.weight", "bigram.proj.weight", "blocks.2.attn.c_q.weight",
+               "blocks.2.attn.proj.weight", "blocks.2.mlp.fc.weight", "blocks.2.mlp.proj.weight"]
+    assert all(is_control_tensor(n) for n in controls)
+    assert not any(is_control_tensor(n) for n in weights)
+
+
+def test_parameter_counts_of_built_model_match_meta():
+    model = GPT(tiny_model_config())
+    counts = parameter_counts(model)
+    assert counts == config_parameter_counts(model.cfg)
+    assert counts["total"] == sum(p.numel() for p in model.parameters())
+
+
+def test_fa3_requested_without_flash_attention_is_a_clear_error():
+    cfg = dataclasses.replace(tiny_model_config(), attention_backend="fa3")
+    if fa3_available():
+        pytest.skip("flash_attn_interface is installed here")
+    with pytest.raises(PgolfError, match="fa3"):
+        GPT(cfg)
+
+
+def test_auto_backend_runs_sdpa_on_cpu():
+    auto = random_tiny_model(attention_backend="auto").eval()
+    sdpa = random_tiny_model(attention_backend="sdpa").eval()
+    ids = torch.randint(0, 1024, (1, 9))
+    with torch.no_grad():
+        assert torch.equal(auto.logits(ids), sdpa.logits(ids))
+
+
+def test_model_info_command_prints_record_totals():
+    from stages.common import app
+    from stages.model_info import model_info
+
+    assert "model-info" in [c.name for c in app.registered_commands]
+    # The real app only becomes a command group once every stage is imported;
+    # a one-command group built here keeps this test independent of the others.
+    cli = typer.Typer()
+    cli.callback()(lambda: None)
+    cli.command("model-info")(model_info)
+    result = CliRunner().invoke(cli, ["model-info", "--params", str(ROOT / "params.yaml")])
+    assert result.exit_code == 0, result.output
+    lines = dict(line.rsplit(None, 1) for line in result.output.strip().splitlines())
+    assert lines["total"] == f"{RECORD_WITHOUT_CANON + RECORD_CANON:,}"
+    assert lines["canon"] == f"{RECORD_CANON:,}"
+    assert lines["embeddings"] == "524,288"
+
+
+def test_model_info_bad_params_is_a_one_line_error(tmp_path):
+    from stages.model_info import model_info
+
+    cli = typer.Typer()
+    cli.callback()(lambda: None)
+    cli.command("model-info")(model_info)
+    result = CliRunner().invoke(cli, ["model-info", "--params", str(tmp_path / "missing.yaml")])
+    assert result.exit_code == 1
+    assert "params file not found" in result.output
