@@ -71,6 +71,11 @@ def launcher_env() -> tuple[int, int, int]:
     return rank, world_size, local_rank
 
 
+def launched_by_torchrun() -> bool:
+    """True inside a process started by torchrun (it sets LOCAL_RANK and WORLD_SIZE)."""
+    return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
 def detect_runtime(force_cpu: bool = False) -> Runtime:
     """The runtime for this process, without starting a process group."""
     rank, world_size, local_rank = launcher_env()

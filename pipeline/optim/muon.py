@@ -97,6 +97,7 @@ class Muon(torch.optim.Optimizer):
         rank: int = 0,
         world_size: int = 1,
         orthogonalize: Orthogonalizer = newton_schulz,
+        update_dtype: torch.dtype = torch.bfloat16,
     ) -> None:
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"Muon: rank {rank} is not in a world of size {world_size}")
@@ -112,6 +113,7 @@ class Muon(torch.optim.Optimizer):
         self.rank = rank
         self.world_size = world_size
         self.orthogonalize = orthogonalize
+        self.update_dtype = update_dtype  # dtype of the shared flat update (bf16, as the reference)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
@@ -151,7 +153,7 @@ class Muon(torch.optim.Optimizer):
         owner_index = [with_grad[k] for k in mine]
 
         numels = [p.numel() for p in params]
-        flat = torch.zeros(sum(numels), device=params[0].device, dtype=torch.bfloat16)
+        flat = torch.zeros(sum(numels), device=params[0].device, dtype=self.update_dtype)
         slots = flat.split(numels)
 
         # Newton-Schulz once per distinct shape, on the stack of those matrices.

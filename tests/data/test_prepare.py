@@ -18,7 +18,7 @@ from pipeline.data.prepare import prepare
 from pipeline.data.shards import read_shard
 from pipeline.data.sources import clean_documents
 from pipeline.errors import DataError
-from tests.data.conftest import EMBEDDED_SHARD_TOKENS, embedded_config
+from tests.conftest import EMBEDDED_SHARD_TOKENS, embedded_config
 from tests.data.helpers import SMALL_VOCAB, data_config, pydoc_paragraphs, small_tokenizer, write_jsonl
 
 

@@ -1,0 +1,94 @@
+"""Where each stage writes: one seed's files (`runs/seed_N/...`) and the metrics.
+
+    train/              weights written when training ends (final.pt, snapshots.pt, ema.pt)
+    train_log.tsv       per-step table          } written with train/, small files
+    val_log.tsv         periodic validation     } that DVC tracks as plots and metrics
+    train_summary.json  steps, time, memory     } rather than caching
+    work/               resume checkpoints (not a DVC output; removed when training ends)
+    averaged.pt         swa stage output
+    model.int6.ptz      quantize stage output, with size.json
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def seed_dir(runs_dir: Path, seed: int) -> Path:
+    return Path(runs_dir) / f"seed_{seed}"
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    run_dir: Path
+
+    @property
+    def train_dir(self) -> Path:
+        return self.run_dir / "train"
+
+    @property
+    def work_dir(self) -> Path:
+        return self.run_dir / "work"
+
+    @property
+    def final_weights(self) -> Path:
+        return self.train_dir / "final.pt"
+
+    @property
+    def snapshots(self) -> Path:
+        return self.train_dir / "snapshots.pt"
+
+    @property
+    def ema_weights(self) -> Path:
+        return self.train_dir / "ema.pt"
+
+    @property
+    def train_log(self) -> Path:
+        return self.run_dir / "train_log.tsv"
+
+    @property
+    def val_log(self) -> Path:
+        return self.run_dir / "val_log.tsv"
+
+    @property
+    def train_summary(self) -> Path:
+        return self.run_dir / "train_summary.json"
+
+    @property
+    def averaged(self) -> Path:
+        return self.run_dir / "averaged.pt"
+
+    @property
+    def artifact(self) -> Path:
+        return self.run_dir / "model.int6.ptz"
+
+    @property
+    def size_report(self) -> Path:
+        return self.run_dir / "size.json"
+
+    def clear_work(self) -> None:
+        shutil.rmtree(self.work_dir, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class MetricsLayout:
+    """Evaluation metrics per seed and the multi-seed summary (`metrics/...`)."""
+
+    root: Path = Path("metrics")
+
+    def seed(self, seed: int) -> Path:
+        return self.root / "seeds" / f"seed_{seed}.json"
+
+    @property
+    def seeds_dir(self) -> Path:
+        return self.root / "seeds"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.json"
+
+    @property
+    def summary_table(self) -> Path:
+        return self.root / "summary.md"

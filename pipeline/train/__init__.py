@@ -1,0 +1,1 @@
+"""Training: the loop, the shared wall clock, QAT switching, SWA/EMA, checkpoints, the step table."""

@@ -1,0 +1,347 @@
+"""The training loop of SPEC §3, the same on one CPU process and on 8 GPUs.
+
+One step: `8 / world_size` micro-batches (gradients synchronised on the last),
+LR multiplier and Muon momentum from the schedules, global-norm clip, the
+optimiser step; then late QAT, SWA snapshots and EMA by their rules.  Timed
+training excludes compile warm-up, validation and checkpoint writing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import inspect
+import math
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm import tqdm
+
+from pipeline import atomic
+from pipeline.config import Params
+from pipeline.data.layout import DataLayout
+from pipeline.data.loader import DistributedTokenLoader
+from pipeline.data.tokenizer import load_tokenizer
+from pipeline.errors import TrainingError
+from pipeline.model import GPT
+from pipeline.optim import build_optimizers, lr_multiplier, muon_momentum
+from pipeline.runtime import Runtime
+from pipeline.train.averaging import EMA, SnapshotKeeper, snapshot_due
+from pipeline.train.checkpoint import load_checkpoint, save_checkpoint
+from pipeline.train.clock import TrainClock
+from pipeline.layout import RunLayout
+from pipeline.train.steplog import StepRow, ValRow, write_tsv
+from pipeline.train.validation import Validator
+
+GRAD_ACCUM_BASE = 8  # SPEC §1: grad_accum_steps = 8 / world_size
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def wrap_ddp(model: nn.Module, rt: Runtime) -> nn.Module:
+    """DDP without per-forward buffer broadcasts (the buffers, QAT flags and rotary tables,
+    are identical on every rank); the keyword changed name in recent torch releases."""
+    ids = [rt.device.index] if rt.is_cuda else None
+    if "forward_sync_buffers" in inspect.signature(DDP.__init__).parameters:
+        return DDP(model, device_ids=ids, forward_sync_buffers=False)
+    return DDP(model, device_ids=ids, broadcast_buffers=False)
+
+
+@dataclass
+class LoopState:
+    """Everything about progress that a checkpoint must restore."""
+
+    step: int = 0
+    qat_step: int | None = None
+    stop_after_step: int | None = None
+    nonfinite_step: int | None = None
+    step_rows: list[StepRow] = field(default_factory=list)
+    val_rows: list[ValRow] = field(default_factory=list)
+
+
+class _TermFlag:
+    """Set by SIGTERM/SIGINT; the loop checkpoints at the next agreed step and exits."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_TermFlag":
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. some test runners)
+                pass
+        return self
+
+    def _handle(self, signum, frame) -> None:  # noqa: ARG002
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        for sig, prev in self._previous.items():
+            signal.signal(sig, prev)
+
+
+class Interrupted(Exception):
+    """Training was asked to stop (SIGTERM); a checkpoint was written."""
+
+    def __init__(self, step: int, path: Path):
+        super().__init__(f"interrupted at step {step}; checkpoint written to {path} (resume with --resume)")
+        self.step = step
+        self.path = path
+
+
+class Trainer:
+    def __init__(self, params: Params, seed: int, data_dir: Path, run_dir: Path, rt: Runtime, progress: bool = True):
+        self.params = params
+        self.cfg = params.train
+        self.seed = seed
+        self.rt = rt
+        self.layout = RunLayout(Path(run_dir))
+        self.progress = progress and rt.is_main
+        if GRAD_ACCUM_BASE % rt.world_size:
+            raise TrainingError(f"world size {rt.world_size} must divide {GRAD_ACCUM_BASE}")
+        self.grad_accum = GRAD_ACCUM_BASE // rt.world_size
+
+        seed_everything(seed)
+        self.model = GPT(params.model).to(rt.device)
+        self.compiled = torch.compile(self.model, fullgraph=True, dynamic=False) if self.cfg.compile else self.model
+        self.ddp = wrap_ddp(self.compiled, rt) if rt.distributed else self.compiled
+        self.opt = build_optimizers(self.model, self.cfg, rt)
+        data = DataLayout(Path(data_dir))
+        load_tokenizer(data.tokenizer, params.model.vocab_size)  # fail early on a mismatched vocabulary
+        self.loader = DistributedTokenLoader(data.train_files(), rt.rank, rt.world_size)
+        self.validator = (
+            Validator(params, Path(data_dir), rt) if self.cfg.val_loss_every > 0 else None
+        )
+        self.keeper = SnapshotKeeper(params.swa.max_snapshots)
+        self.ema = EMA(self.model, self.cfg.ema_decay) if self.cfg.ema_enabled else None
+        cap_ms = 1000.0 * self.cfg.max_wallclock_seconds if self.cfg.max_wallclock_seconds > 0 else None
+        self.clock = TrainClock(rt, cap_ms)
+        self.state = LoopState()
+        self.compile_seconds = 0.0
+
+    # ------------------------------------------------------------------ one step
+    def _train_step(self, lr_mul: float, momentum: float) -> Tensor:
+        cfg, rt = self.cfg, self.rt
+        self.opt.zero_grad()
+        total = torch.zeros((), device=rt.device)
+        for micro in range(self.grad_accum):
+            x, y = self.loader.next_batch(cfg.train_batch_tokens, cfg.seq_len, self.grad_accum)
+            x = x.to(rt.device, non_blocking=True)
+            y = y.to(rt.device, non_blocking=True)
+            last = micro == self.grad_accum - 1
+            sync = contextlib.nullcontext() if (last or not rt.distributed) else self.ddp.no_sync()
+            with sync:
+                with rt.autocast():
+                    loss = self.ddp(x, y)
+                (loss / self.grad_accum).backward()
+            total += loss.detach()
+        self.opt.set_schedule(lr_mul, momentum)
+        if cfg.grad_clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip_norm)
+        self.opt.step()
+        return total / self.grad_accum
+
+    # ------------------------------------------------------------------ warm-up
+    def _compile_warmup(self) -> None:
+        """Prime compilation, then restore weights, optimiser state and data position (SPEC §3)."""
+        steps = self.cfg.warmup_steps
+        if steps <= 0:
+            return
+        t0 = time.perf_counter()
+        model_state = copy.deepcopy(self.model.state_dict())
+        opt_state = copy.deepcopy(self.opt.state_dict())
+        loader_state = copy.deepcopy(self.loader.state_dict())
+        for _ in tqdm(range(steps), desc="compile warm-up", disable=not self.progress, leave=False):
+            self._train_step(1.0, muon_momentum(0, self.cfg))
+        self.model.load_state_dict(model_state)
+        self.opt.load_state_dict(opt_state)
+        self.loader.load_state_dict(loader_state)
+        self.opt.zero_grad()
+        self.rt.synchronize()
+        self.compile_seconds = time.perf_counter() - t0
+
+    # ------------------------------------------------------------------ checkpoints
+    def _checkpoint_state(self) -> dict[str, Any]:
+        return {
+            "params_digest": self.params.digest(),
+            "world_size": self.rt.world_size,
+            "seed": self.seed,
+            "model": self.model.state_dict(),
+            "optimizers": self.opt.state_dict(),
+            "loader": self.loader.state_dict(),
+            "clock": self.clock.state_dict(),
+            "loop": dataclasses.asdict(self.state),
+            "snapshots": self.keeper.state_dict(),
+            "ema": self.ema.state_dict() if self.ema else None,
+        }
+
+    def save_checkpoint(self) -> Path:
+        self.clock.pause()
+        path = save_checkpoint(self.layout.work_dir, self.rt.rank, self._checkpoint_state())
+        self.rt.barrier()
+        self.clock.start()
+        return path
+
+    def resume(self) -> None:
+        state = load_checkpoint(self.layout.work_dir, self.rt.rank, self.params.digest(), self.rt.world_size)
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizers"])
+        self.loader.load_state_dict(state["loader"])
+        self.clock.load_state_dict(state["clock"])
+        loop = state["loop"]
+        loop["step_rows"] = [StepRow(**r) for r in loop["step_rows"]]
+        loop["val_rows"] = [ValRow(**r) for r in loop["val_rows"]]
+        self.state = LoopState(**loop)
+        self.keeper.load_state_dict(state["snapshots"])
+        if self.ema is not None and state["ema"] is not None:
+            self.ema.load_state_dict(state["ema"])
+        if self.state.qat_step is not None:
+            self.model.set_qat(True)
+
+    # ------------------------------------------------------------------ main loop
+    def run(self, resume: bool = False) -> dict[str, Any]:
+        cfg, rt, st = self.cfg, self.rt, self.state
+        if resume:
+            # Compile first (on a throw-away copy of progress), then load the checkpoint.
+            self._compile_warmup()
+            self.resume()
+            st = self.state
+        else:
+            self._compile_warmup()
+        bar = tqdm(total=cfg.iterations, initial=st.step, desc=f"train seed {self.seed}", unit="step",
+                   disable=not self.progress, dynamic_ncols=True)
+        nonfinite = torch.full((), -1, dtype=torch.int64, device=rt.device)
+        self._last_log = (self.clock.local_ms(), st.step)
+        loss = torch.zeros((), device=rt.device)
+        lr_mul, momentum = 1.0, muon_momentum(st.step, cfg)
+        with _TermFlag() as term:
+            self.clock.start()
+            while True:
+                reading = self.clock.read(st.step, term.requested)
+                if reading.terminate:
+                    bar.close()
+                    raise Interrupted(st.step, self.save_checkpoint())
+                if st.stop_after_step is None and reading.reached_cap:
+                    st.stop_after_step = st.step
+                last_step = st.step >= cfg.iterations or st.stop_after_step is not None
+                if self.validator and (last_step or st.step % cfg.val_loss_every == 0):
+                    self._validate()
+                if last_step:
+                    break
+                lr_mul = lr_multiplier(st.step, reading.elapsed_ms, cfg)
+                momentum = muon_momentum(st.step, cfg)
+                if cfg.qat_enabled and st.qat_step is None and lr_mul < cfg.qat_threshold:
+                    self.model.set_qat(True)
+                    st.qat_step = st.step
+                    if self.progress:
+                        tqdm.write(f"late QAT on at step {st.step} (lr_mul {lr_mul:.4f} < {cfg.qat_threshold})")
+                loss = self._train_step(lr_mul, momentum)
+                st.step += 1
+                nonfinite = torch.where((nonfinite < 0) & ~torch.isfinite(loss),
+                                        torch.full_like(nonfinite, st.step), nonfinite)
+                if self.ema is not None:
+                    self.ema.update(self.model)
+                if snapshot_due(st.step, lr_mul, self.params.swa):
+                    self.keeper.add(st.step, self.model)
+                if cfg.log_every > 0 and (st.step <= 10 or st.step % cfg.log_every == 0):
+                    self._log_step(loss, lr_mul, momentum, nonfinite, bar)
+                bar.update(1)
+                if cfg.checkpoint_every > 0 and st.step % cfg.checkpoint_every == 0:
+                    self.save_checkpoint()
+            self.clock.pause()
+        if st.step > 0 and (not st.step_rows or st.step_rows[-1].step != st.step):
+            self._log_step(loss, lr_mul, momentum, nonfinite, bar)
+        bar.close()
+        bad = int(nonfinite.item())
+        if bad >= 0:
+            raise TrainingError(f"non-finite training loss at step {bad}; stopping (seed {self.seed})")
+        return self._summary()
+
+    def _log_step(self, loss: Tensor, lr_mul: float, momentum: float, nonfinite: Tensor, bar: tqdm) -> None:
+        """Append a row to the step table; the only place a step waits for the device."""
+        st = self.state
+        bad = int(nonfinite.item())
+        if bad >= 0:
+            raise TrainingError(f"non-finite training loss at step {bad}; stopping (seed {self.seed})")
+        now_ms = self.clock.local_ms()
+        last_ms, last_step = self._last_log
+        step_ms = (now_ms - last_ms) / max(st.step - last_step, 1)
+        self._last_log = (now_ms, st.step)
+        tokens_per_s = self.cfg.train_batch_tokens / (step_ms / 1000.0) if step_ms > 0 else 0.0
+        row = StepRow(st.step, float(loss.item()), lr_mul, momentum, step_ms, tokens_per_s,
+                      int(st.qat_step is not None), now_ms)
+        st.step_rows.append(row)
+        bar.set_postfix(loss=f"{row.train_loss:.4f}", lr=f"{lr_mul:.3f}", ms=f"{step_ms:.0f}")
+
+    def _validate(self) -> None:
+        self.clock.pause()
+        loss, bpb = self.validator.evaluate(self.model)
+        row = ValRow(self.state.step, loss, bpb, self.clock.local_ms())
+        self.state.val_rows.append(row)
+        if self.progress:
+            tqdm.write(f"step {row.step}: val_loss {loss:.4f} val_bpb {bpb:.4f}")
+        self.clock.start()
+
+    def _summary(self) -> dict[str, Any]:
+        st = self.state
+        train_ms = self.clock.local_ms()
+        return {
+            "seed": self.seed,
+            "world_size": self.rt.world_size,
+            "device": self.rt.device_name(),
+            "steps": st.step,
+            "stopped_by": "wallclock" if st.stop_after_step is not None else "iterations",
+            "train_seconds": train_ms / 1000.0,
+            "mean_step_ms": train_ms / max(st.step, 1),
+            "tokens_seen": st.step * self.cfg.train_batch_tokens,
+            "tokens_per_second": st.step * self.cfg.train_batch_tokens / max(train_ms / 1000.0, 1e-9),
+            "compile_warmup_seconds": self.compile_seconds,
+            "peak_memory_bytes": self.rt.peak_memory_bytes(),
+            "qat_step": st.qat_step,
+            "snapshot_steps": self.keeper.steps,
+            "params_digest": self.params.digest(),
+            "final_train_loss": st.step_rows[-1].train_loss if st.step_rows else math.nan,
+        }
+
+    # ------------------------------------------------------------------ outputs
+    def write_outputs(self, summary: dict[str, Any]) -> None:
+        """Rank 0 writes the stage outputs into a fresh directory, swapped in atomically."""
+        if not self.rt.is_main:
+            return
+        layout = self.layout
+        with atomic.atomic_dir(layout.train_dir) as tmp:
+            final = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+            torch.save(final, tmp / layout.final_weights.name)
+            torch.save({"steps": self.keeper.steps, "states": list(self.keeper.snapshots.values())},
+                       tmp / layout.snapshots.name)
+            if self.ema is not None:
+                torch.save(self.ema.averaged_state(final), tmp / layout.ema_weights.name)
+        write_tsv(layout.train_log, self.state.step_rows, StepRow)
+        write_tsv(layout.val_log, self.state.val_rows, ValRow)
+        atomic.write_json(layout.train_summary, summary)
+
+
+def train(params: Params, seed: int, data_dir: Path, run_dir: Path, rt: Runtime,
+          resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train one seed; rank 0 writes the outputs listed in `RunLayout`. Returns the summary."""
+    trainer = Trainer(params, seed, data_dir, run_dir, rt, progress)
+    summary = trainer.run(resume=resume)
+    trainer.write_outputs(summary)
+    rt.barrier()
+    trainer.layout.clear_work()
+    return summary

@@ -1,0 +1,70 @@
+"""`pgolf evaluate --seed N`: the per-seed figures of SPEC §5, with provenance."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from stages.common import ParamsOption, app, load, user_errors
+
+
+@app.command("evaluate")
+@user_errors
+def evaluate_command(
+    seed: Annotated[Optional[int], typer.Option(help="Seed to score: its artifact, averaged weights and train summary.")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(
+        help="Score this file instead: a state dict .pt with reference parameter names, or a .ptz artifact.")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        help="Metrics file to write (default metrics/seeds/seed_<seed>.json, or metrics/<checkpoint>.json).")] = None,
+    params: ParamsOption = Path("params.yaml"),
+    progress: Annotated[Optional[bool], typer.Option(help="Show progress on rank 0. Default: on when stderr is a terminal.")] = None,
+) -> None:
+    """Score one seed's packed artifact (or any checkpoint) on the validation split.
+
+    Decompresses and dequantises the artifact into a fresh model and writes the per-seed
+    metrics: pre-quantisation standard bpb, int6 round-trip standard bpb, int6 sliding-window
+    bpb (the score), steps, train time, compressed and total bytes, timings and provenance.
+
+    With train.nproc_per_node > 1 the windows are split across ranks under torchrun.
+    """
+    from pipeline import atomic
+    from pipeline.errors import PgolfError
+    from pipeline.evaluate.session import Evaluator, checkpoint_metrics, seed_metrics
+    from pipeline.layout import MetricsLayout, RunLayout, seed_dir
+    from pipeline.provenance import provenance
+    from pipeline.runtime import init_runtime, launched_by_torchrun, shutdown_runtime
+    from pipeline.train.launch import torchrun_command
+
+    if (seed is None) == (checkpoint is None):
+        raise PgolfError("give exactly one of --seed or --checkpoint")
+    p = load(params)
+    nproc = p.train.nproc_per_node
+    if nproc > 1 and not launched_by_torchrun():
+        args = ["evaluate", "--params", str(params)]
+        args += ["--seed", str(seed)] if seed is not None else ["--checkpoint", str(checkpoint)]
+        args += ["--out", str(out)] if out is not None else []
+        args += [] if progress is None else (["--progress"] if progress else ["--no-progress"])
+        raise typer.Exit(subprocess.call(torchrun_command(nproc, args)))
+
+    rt = init_runtime()
+    try:
+        show = sys.stderr.isatty() if progress is None else progress
+        ev = Evaluator(p.model, p.eval, Path(p.data.out_dir), rt, progress=show and rt.is_main)
+        if checkpoint is not None:
+            metrics = checkpoint_metrics(ev, checkpoint)
+            target = out or MetricsLayout().root / f"{checkpoint.stem}.json"
+        else:
+            metrics = {"seed": seed, **seed_metrics(ev, RunLayout(seed_dir(Path(p.train.out_dir), seed)))}
+            target = out or MetricsLayout().seed(seed)
+        metrics["eval"] = dataclasses.asdict(p.eval)
+        metrics["provenance"] = provenance(rt, p.digest())
+        if rt.is_main:
+            atomic.write_json(target, metrics)
+            typer.echo(f"sliding-window bpb {metrics['sliding_bpb']:.5f} -> {target}")
+    finally:
+        shutdown_runtime(rt)

@@ -1,0 +1,46 @@
+"""`pgolf report`: every seed's metrics -> mean/std/min/max and the significance verdict (SPEC §6)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from stages.common import ParamsOption, app, load, user_errors
+
+
+@app.command("report")
+@user_errors
+def report_command(
+    params: ParamsOption = Path("params.yaml"),
+    export: Annotated[Optional[Path], typer.Option(
+        help="Also write a challenge submission folder here (README, submission.json, logs, artifacts).")] = None,
+    name: Annotated[str, typer.Option(help="Submission name (with --export).")] = "pgolf record attempt",
+    author: Annotated[str, typer.Option(help="Author (with --export).")] = "",
+    github_id: Annotated[str, typer.Option(help="GitHub id (with --export).")] = "",
+) -> None:
+    """Summarise every seed's metrics and test the improvement for significance.
+
+    Reads metrics/seeds/seed_<s>.json for every seed in params `seeds`; writes
+    metrics/summary.json and metrics/summary.md: per-seed figures, their statistics, and the
+    one-sided t-test of the improvement over report.baseline_bpb (>= report.min_improvement_nats
+    with p < report.p_threshold).
+    """
+    from pipeline import atomic
+    from pipeline.layout import MetricsLayout, RunLayout, seed_dir
+    from pipeline.report import render_markdown, summarize
+    from pipeline.submission import export_submission, load_seed_metrics
+
+    p = load(params)
+    metrics = MetricsLayout()
+    per_seed = load_seed_metrics(metrics, list(p.seeds))
+    summary = summarize(per_seed, p.report)
+    table = render_markdown(summary)
+    atomic.write_json(metrics.summary, summary)
+    atomic.write_text(metrics.summary_table, table)
+    typer.echo(table)
+    if export is not None:
+        runs = {s: RunLayout(seed_dir(Path(p.train.out_dir), int(s))) for s in per_seed}
+        export_submission(export, summary, per_seed, runs, params, name, author, github_id)
+        typer.echo(f"submission folder -> {export}")

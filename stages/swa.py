@@ -1,0 +1,34 @@
+"""`pgolf swa --seed N`: average the training run's weights (SPEC §3, tight SWA)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from stages.common import ParamsOption, app, load, user_errors
+
+
+@app.command("swa")
+@user_errors
+def swa_command(
+    seed: Annotated[int, typer.Option(help="Seed whose run to average (<train.out_dir>/seed_<seed>/).")],
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Average one seed's weights into <run>/averaged.pt.
+
+    swa.method: `snapshots` (uniform average of the kept SWA snapshots, or of the
+    last swa.last_k), `ema`, or `final` weights.
+    """
+    from pipeline import atomic
+    from pipeline.train.averaging import averaged_weights
+    from pipeline.layout import RunLayout, seed_dir
+
+    p = load(params)
+    layout = RunLayout(seed_dir(Path(p.train.out_dir), seed))
+    state, info = averaged_weights(layout, p.swa)
+    atomic.torch_save(state, layout.averaged)
+    steps = info.get("snapshot_steps")
+    detail = f" of {len(steps)} snapshots (steps {steps[0]}..{steps[-1]})" if steps else ""
+    typer.echo(f"seed {seed}: {info['method']}{detail} -> {layout.averaged}")

@@ -1,0 +1,59 @@
+"""`pgolf train --seed N`: one seed's training run (SPEC §3)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from stages.common import ParamsOption, app, load, user_errors
+
+
+@app.command("train")
+@user_errors
+def train_command(
+    seed: Annotated[int, typer.Option(help="Random seed of this run; outputs go to <train.out_dir>/seed_<seed>/.")],
+    params: ParamsOption = Path("params.yaml"),
+    resume: Annotated[bool, typer.Option(help="Continue from the checkpoint in <run>/work/ (same params, same world size).")] = False,
+    progress: Annotated[Optional[bool], typer.Option(help="Show a progress bar on rank 0. Default: on when stderr is a terminal.")] = None,
+) -> None:
+    """Train one seed: Muon + AdamW, wall-clock warmdown, late QAT, tight SWA snapshots.
+
+    With train.nproc_per_node > 1 the command re-launches itself under
+    `torchrun --standalone`; started by torchrun already (multi-node), it just runs.
+    Writes <run>/train/{final.pt, snapshots.pt, ema.pt, log.tsv, val.tsv, summary.json}
+    when training ends; SIGTERM writes a checkpoint to <run>/work/ and exits 143.
+    """
+    from pipeline.runtime import init_runtime, launched_by_torchrun, shutdown_runtime
+    from pipeline.train.launch import torchrun_command
+    from pipeline.layout import seed_dir
+    from pipeline.train.loop import Interrupted, train
+
+    p = load(params)
+    nproc = p.train.nproc_per_node
+    if nproc > 1 and not launched_by_torchrun():
+        args = ["train", "--seed", str(seed), "--params", str(params)]
+        args += ["--resume"] if resume else []
+        args += [] if progress is None else (["--progress"] if progress else ["--no-progress"])
+        raise typer.Exit(subprocess.call(torchrun_command(nproc, args)))
+
+    progress = sys.stderr.isatty() if progress is None else progress
+    rt = init_runtime()
+    try:
+        summary = train(p, seed, Path(p.data.out_dir), seed_dir(Path(p.train.out_dir), seed), rt,
+                        resume=resume, progress=progress)
+    except Interrupted as exc:
+        if rt.is_main:
+            print(f"pgolf: {exc}", file=sys.stderr)
+        raise typer.Exit(code=143) from None
+    finally:
+        shutdown_runtime(rt)
+    if rt.is_main:
+        typer.echo(
+            f"seed {seed}: {summary['steps']} steps in {summary['train_seconds']:.1f} s "
+            f"({summary['mean_step_ms']:.1f} ms/step, {summary['tokens_per_second']:,.0f} tokens/s), "
+            f"final train loss {summary['final_train_loss']:.4f}"
+        )

@@ -1,0 +1,155 @@
+"""The CUDA image installs what CI installs, keeps the base image's torch, and
+carries only the package sources (the DVC workspace is mounted)."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import shlex
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    lines, current = [], ""
+    for raw in (ROOT / "Dockerfile").read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not current and (not line or line.startswith("#")):
+            continue
+        if line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            current += line[:-1] + " "
+            continue
+        current += line
+        lines.append(current)
+        current = ""
+    out = []
+    for line in lines:
+        word, _, rest = line.partition(" ")
+        out.append((word.upper(), rest.strip()))
+    return out
+
+
+def run_commands() -> list[list[str]]:
+    """Every shell command of every RUN, split on && and tokenised."""
+    commands = []
+    for word, rest in instructions():
+        if word == "RUN":
+            for part in rest.split("&&"):
+                commands.append(shlex.split(part.split(">")[0]))
+    return commands
+
+
+def pip_installs() -> list[list[str]]:
+    return [c for c in run_commands() if "pip" in c and "install" in c and c[c.index("install") - 1] == "pip"]
+
+
+def pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+
+
+def test_base_image_is_cuda_pytorch_satisfying_pyproject():
+    froms = [rest for word, rest in instructions() if word == "FROM"]
+    assert len(froms) == 1
+    m = re.fullmatch(r"pytorch/pytorch:(\d+\.\d+\.\d+)-cuda(\d+)\.(\d+)-cudnn\d+-(runtime|devel)", froms[0])
+    assert m, f"unexpected base image {froms[0]}"
+    torch_req = next(Requirement(d) for d in pyproject()["project"]["dependencies"] if d.startswith("torch"))
+    assert Version(m.group(1)) in torch_req.specifier
+    assert int(m.group(2)) >= 12
+
+
+def test_installs_the_project_with_the_dvc_extra_once():
+    installs = pip_installs()
+    assert len(installs) == 1, installs
+    args = installs[0]
+    targets = [a for a in args if a.startswith(".")]
+    assert targets == [".[dvc]"], args
+    assert "-e" in args or "--editable" in args  # mounted sources are the ones that run
+
+
+def test_image_dependencies_are_ci_dependencies_minus_test_tools():
+    extras = pyproject()["project"]["optional-dependencies"]
+    assert "dvc" in extras
+    assert "pgolf[dvc]" in extras["test"], "CI's test extra must contain the image's dvc extra"
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "pip install -q -e '.[test]'" in ci
+
+
+def test_torch_is_never_reinstalled_over_the_cuda_build():
+    for args in pip_installs():
+        named = [a for a in args[args.index("install") + 1:] if not a.startswith("-")]
+        assert not any(re.match(r"torch\b", a) for a in named), args
+        assert "--constraint" in args or "-c" in args, "torch must be held at the base image's version"
+    script = " ".join(rest for word, rest in instructions() if word == "RUN")
+    # The constraint file pins the torch that is already installed.
+    assert re.search(r"print\(f'torch==\{torch\.__version__\}'\)\"? > (\S+)", script)
+    constraint = re.search(r"> (\S+torch-constraint\.txt)", script).group(1)
+    assert f"--constraint {constraint}" in script
+
+
+def test_git_non_root_workdir_volume_and_default_command():
+    ins = instructions()
+    run = " ".join(rest for word, rest in ins if word == "RUN")
+    assert re.search(r"apt-get install[^&]*\bgit\b", run)
+    users = [rest for word, rest in ins if word == "USER"]
+    assert users and users[-1] not in ("root", "0")
+    assert ("WORKDIR", "/workspace") in ins
+    assert any(word == "VOLUME" and "/workspace" in rest for word, rest in ins)
+    cmd = [rest for word, rest in ins if word == "CMD"]
+    assert cmd == ['["dvc", "repro"]']
+
+
+# --------------------------------------------------------------------------- .dockerignore
+
+
+def dockerignored(path: str) -> bool:
+    """Docker's rule: the last pattern matching the path or one of its parents wins."""
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    ignored = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        pat = pattern[1:] if negate else pattern
+        pat = pat.rstrip("/")
+        regex = fnmatch.translate(pat).replace(".*", "[^/]*")
+        regex = regex.replace("[^/]*[^/]*/", "(?:.*/)?")  # `**/` spans directories
+        if any(re.fullmatch(regex, p) for p in prefixes):
+            ignored = not negate
+    return ignored
+
+
+@pytest.mark.parametrize(
+    "path",
+    [".git/HEAD", ".venv/bin/python", ".venv-ci/bin/python", "data/manifest.json",
+     "runs/seed_1337/train/final.pt", "metrics/summary.json", ".dvc/cache/files/md5/ab/cd",
+     "dvc.lock", "tests/conftest.py", "pipeline/__pycache__/config.cpython-311.pyc"],
+)
+def test_dockerignore_keeps_workspace_out(path):
+    assert dockerignored(path)
+
+
+@pytest.mark.parametrize("path", ["pyproject.toml", "README.md", "pipeline/config.py", "stages/cli.py"])
+def test_dockerignore_lets_install_sources_in(path):
+    assert not dockerignored(path)
+
+
+def test_copied_paths_exist_and_are_in_the_build_context():
+    for word, rest in instructions():
+        if word == "COPY":
+            *sources, _dest = shlex.split(rest)
+            for src in sources:
+                assert (ROOT / src).exists(), src
+                assert not dockerignored(src), src
