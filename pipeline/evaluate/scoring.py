@@ -154,6 +154,14 @@ def all_reduce_sums(sums: EvalSums, rt: Runtime) -> EvalSums:
     return EvalSums(loss_sum, round(tokens), round(nbytes))
 
 
+def _evaluate(plan_fn, model: Any, tokens: Tensor | np.ndarray, luts: ByteLuts, cfg: EvalConfig, rt: Runtime,
+              progress: Progress | None) -> EvalSums:
+    stream = as_token_stream(tokens, cfg.max_tokens)
+    plan = plan_fn(stream.numel() - 1)
+    sums = score_windows(model, stream, plan, luts, rt, cfg.batch_seqs, progress=progress)
+    return all_reduce_sums(sums, rt)
+
+
 def evaluate_standard(
     model: Any,
     tokens: Tensor | np.ndarray,
@@ -163,10 +171,7 @@ def evaluate_standard(
     progress: Progress | None = None,
 ) -> EvalSums:
     """Loss and bpb over non-overlapping windows of `cfg.seq_len` (all ranks' total)."""
-    stream = as_token_stream(tokens, cfg.max_tokens)
-    plan = plan_standard(stream.numel() - 1, cfg.seq_len)
-    sums = score_windows(model, stream, plan, luts, rt, cfg.batch_seqs, progress=progress)
-    return all_reduce_sums(sums, rt)
+    return _evaluate(lambda n: plan_standard(n, cfg.seq_len), model, tokens, luts, cfg, rt, progress)
 
 
 def evaluate_sliding_window(
@@ -178,7 +183,4 @@ def evaluate_sliding_window(
     progress: Progress | None = None,
 ) -> EvalSums:
     """Loss and bpb with sliding windows (`cfg.seq_len`, `cfg.stride`): every target once."""
-    stream = as_token_stream(tokens, cfg.max_tokens)
-    plan = plan_sliding(stream.numel() - 1, cfg.seq_len, cfg.stride)
-    sums = score_windows(model, stream, plan, luts, rt, cfg.batch_seqs, progress=progress)
-    return all_reduce_sums(sums, rt)
+    return _evaluate(lambda n: plan_sliding(n, cfg.seq_len, cfg.stride), model, tokens, luts, cfg, rt, progress)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from pipeline.errors import PgolfError
+
 # Small tensors that steer the residual stream: kept in fp32 in training and
 # in the artifact, optimised by the scalar AdamW group.  Matched as substrings;
 # "canon" takes every parameter of a Canon layer (conv weight, bias, gate):
@@ -48,15 +50,29 @@ class ParamGroups:
     scalar: list[tuple[str, nn.Parameter]] = field(default_factory=list)
 
 
+class UnknownParameterError(PgolfError, ValueError):
+    """A parameter matches no optimiser group rule."""
+
+
 def param_group(name: str, ndim: int) -> str:
-    """'matrix', 'embed' or 'scalar' for one parameter."""
+    """'matrix', 'embed' or 'scalar' for one parameter; the one rule every optimiser uses.
+
+    Control tensors come before the block rule because `resid_mix` is 2-D.  A
+    name no rule covers raises, so a new module cannot silently train with the
+    wrong optimiser.
+    """
     if name in EMBED_PARAMS:
         return "embed"
     if name in EXTRA_MATRIX_PARAMS:
         return "matrix"
-    if name.startswith("blocks.") and ndim == 2 and not is_control_tensor(name):
+    if is_control_tensor(name):
+        return "scalar"
+    if name.startswith("blocks.") and ndim == 2:
         return "matrix"
-    return "scalar"
+    if name.startswith("blocks.") and ndim < 2:
+        return "scalar"
+    raise UnknownParameterError(
+        f"parameter {name!r} (ndim {ndim}) matches no optimiser group; add it to pipeline/model/naming.py")
 
 
 def split_param_groups(model: nn.Module) -> ParamGroups:

@@ -1,24 +1,15 @@
 """Which optimiser trains which parameter, and the bundle the loop drives.
 
-One rule, applied to each parameter name in order (SPEC §2-§3 names):
-
-1. ``tok_emb.weight``, ``bigram.embed.weight``      -> AdamW at ``embed_lr``
-2. ``bigram.proj.weight``                          -> Muon at ``matrix_lr``
-3. control tensors, by name: ``attn_scale``, ``mlp_scale``, ``resid_mix``,
-   ``q_gain``, ``skip_weights``, ``smear.gate``, ``bigram.scale`` and every
-   parameter of a Canon module (a path segment starting with ``canon``:
-   its (C, 1, K) conv weight, gate, bias)          -> AdamW at ``scalar_lr``
-4. inside ``blocks.``: 2-D -> Muon, 0/1-D -> AdamW at ``scalar_lr``
-5. anything else is an error naming the parameter, so a new module cannot
-   silently train with the wrong optimiser.
-
-Rule 3 comes before rule 4 because ``resid_mix`` is 2-D but is a control
-tensor.  Frozen parameters (``requires_grad=False``) are left out.
+The rule itself lives with the parameter names, in `pipeline.model.naming.param_group`
+(SPEC §2-§3): the block matrices and ``bigram.proj.weight`` go to Muon at
+``matrix_lr``; ``tok_emb.weight`` and ``bigram.embed.weight`` to AdamW at
+``embed_lr``; every vector, scalar and control tensor (Canon weights and gates
+included) to AdamW at ``scalar_lr``; an unknown name raises
+`UnknownParameterError`.  Frozen parameters (``requires_grad=False``) are left out.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -27,43 +18,21 @@ import torch
 from torch import Tensor, nn
 
 from pipeline.config import TrainConfig
-from pipeline.errors import PgolfError
-from pipeline.runtime import Runtime
+from pipeline.model.naming import UnknownParameterError, param_group
 from pipeline.optim.muon import Muon, Orthogonalizer, newton_schulz
+from pipeline.runtime import Runtime
 
 GroupName = Literal["muon", "embed", "scalar"]
 GROUP_NAMES: tuple[GroupName, ...] = ("muon", "embed", "scalar")
 
-EMBED_NAMES = frozenset({"tok_emb.weight", "bigram.embed.weight"})
-MUON_NAMES = frozenset({"bigram.proj.weight"})
-_CONTROL = re.compile(
-    r"(?:^|\.)(?:attn_scale|mlp_scale|resid_mix|q_gain)$"
-    r"|^skip_weights$|^smear\.gate$|^bigram\.scale$"
-    r"|(?:^|\.)canon[^.]*\."
-)
-
-
-class UnknownParameterError(PgolfError, ValueError):
-    """A parameter matches no optimiser group rule."""
+__all__ = ["GROUP_NAMES", "OptimizerBundle", "UnknownParameterError", "build_optimizers", "classify_param",
+           "split_params"]
 
 
 def classify_param(name: str, ndim: int) -> GroupName:
-    """The optimiser group of one parameter (see the module docstring)."""
-    if name in EMBED_NAMES:
-        return "embed"
-    if name in MUON_NAMES:
-        return "muon"
-    if _CONTROL.search(name):
-        return "scalar"
-    if name.startswith("blocks."):
-        if ndim == 2:
-            return "muon"
-        if ndim < 2:
-            return "scalar"
-    raise UnknownParameterError(
-        f"parameter {name!r} (ndim {ndim}) matches no optimiser group; "
-        "add it to pipeline/optim/groups.py"
-    )
+    """The optimiser group of one parameter: the model's group, with its matrices trained by Muon."""
+    group = param_group(name, ndim)
+    return "muon" if group == "matrix" else group  # type: ignore[return-value]
 
 
 def split_params(named_params: Iterable[tuple[str, Tensor]]) -> dict[GroupName, list[tuple[str, Tensor]]]:

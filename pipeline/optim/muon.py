@@ -43,7 +43,7 @@ NS_EPS = 1e-7
 Orthogonalizer = Callable[[Tensor, int], Tensor]
 
 
-def newton_schulz(G: Tensor, steps: int, eps: float = NS_EPS) -> Tensor:
+def newton_schulz(G: Tensor, steps: int, eps: float = NS_EPS, dtype: torch.dtype = torch.bfloat16) -> Tensor:
     """Approximately orthogonalise a matrix, or each matrix of a stack, in bf16.
 
     Works on the last two dims, so one call on a (B, rows, cols) stack runs the
@@ -59,7 +59,7 @@ def newton_schulz(G: Tensor, steps: int, eps: float = NS_EPS) -> Tensor:
     steps and skips rounding their intermediates to bf16.
     """
     a, b, c = NS_COEFFS
-    X = G.to(torch.bfloat16)
+    X = G.to(dtype)  # bf16 as SPEC says; other dtypes for numerical comparisons
     X = X / (X.norm(dim=(-2, -1), keepdim=True) + eps)
     transposed = G.size(-2) > G.size(-1)
     if transposed:

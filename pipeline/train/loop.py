@@ -15,6 +15,7 @@ import inspect
 import math
 import random
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -248,8 +249,7 @@ class Trainer:
                 if cfg.qat_enabled and st.qat_step is None and lr_mul < cfg.qat_threshold:
                     self.model.set_qat(True)
                     st.qat_step = st.step
-                    if self.progress:
-                        tqdm.write(f"late QAT on at step {st.step} (lr_mul {lr_mul:.4f} < {cfg.qat_threshold})")
+                    self._say(f"late QAT on at step {st.step} (lr_mul {lr_mul:.4f} < {cfg.qat_threshold})")
                 loss = self._train_step(lr_mul, momentum)
                 st.step += 1
                 nonfinite = torch.where((nonfinite < 0) & ~torch.isfinite(loss),
@@ -288,13 +288,17 @@ class Trainer:
         st.step_rows.append(row)
         bar.set_postfix(loss=f"{row.train_loss:.4f}", lr=f"{lr_mul:.3f}", ms=f"{step_ms:.0f}")
 
+    def _say(self, message: str) -> None:
+        """A line in the log on rank 0 (stderr, above the progress bar when there is one)."""
+        if self.rt.is_main:
+            tqdm.write(f"[seed {self.seed}] {message}", file=sys.stderr)
+
     def _validate(self) -> None:
         self.clock.pause()
         loss, bpb = self.validator.evaluate(self.model)
         row = ValRow(self.state.step, loss, bpb, self.clock.local_ms())
         self.state.val_rows.append(row)
-        if self.progress:
-            tqdm.write(f"step {row.step}: val_loss {loss:.4f} val_bpb {bpb:.4f}")
+        self._say(f"step {row.step}: val_loss {loss:.4f} val_bpb {bpb:.4f}")
         self.clock.start()
 
     def _summary(self) -> dict[str, Any]:

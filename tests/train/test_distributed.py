@@ -13,6 +13,7 @@ elements near eps, which moves a few embedding entries by ~1e-5.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 from pathlib import Path
@@ -22,8 +23,7 @@ import torch.multiprocessing as mp
 
 import pipeline.train.loop as loop
 from pipeline.layout import RunLayout, seed_dir
-from pipeline.optim import build_optimizers
-from pipeline.optim.muon import NS_COEFFS, NS_EPS
+from pipeline.optim import build_optimizers, newton_schulz
 from pipeline.runtime import detect_runtime, init_runtime, shutdown_runtime
 from pipeline.train.loop import train
 from tests.train.helpers import tiny_params
@@ -31,22 +31,8 @@ from tests.train.helpers import tiny_params
 STEPS = 3
 
 
-def newton_schulz_fp32(G: torch.Tensor, steps: int) -> torch.Tensor:
-    """SPEC's iteration, in fp32."""
-    a, b, c = NS_COEFFS
-    X = G.float()
-    X = X / (X.norm(dim=(-2, -1), keepdim=True) + NS_EPS)
-    transposed = G.size(-2) > G.size(-1)
-    if transposed:
-        X = X.mT
-    for _ in range(steps):
-        A = X @ X.mT
-        X = a * X + (b * A + c * A @ A) @ X
-    return X.mT if transposed else X
-
-
 def _build_fp32_optimizers(model, cfg, rt):
-    bundle = build_optimizers(model, cfg, rt, orthogonalize=newton_schulz_fp32)
+    bundle = build_optimizers(model, cfg, rt, orthogonalize=functools.partial(newton_schulz, dtype=torch.float32))
     bundle.muon.update_dtype = torch.float32
     return bundle
 

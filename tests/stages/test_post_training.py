@@ -1,0 +1,146 @@
+"""train -> swa -> quantize -> evaluate -> report (--export) through the CLI, on two tiny seeds."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from pipeline.layout import MetricsLayout, RunLayout, seed_dir
+from stages.cli import app
+from tests.train.helpers import tiny_params, write_params
+
+runner = CliRunner()
+SEEDS = (11, 12)
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [*args])
+
+
+@pytest.fixture(scope="module")
+def workspace(record_params, embedded_data, tmp_path_factory):
+    """Two seeds through every stage, in a directory of their own (metrics/ is relative to it)."""
+    root = tmp_path_factory.mktemp("workspace")
+    p = tiny_params(record_params, embedded_data.layout.root, root / "runs", seeds=SEEDS,
+                    train=dict(iterations=16, warmdown_iters=8))
+    p = dataclasses.replace(p, quant=dataclasses.replace(p.quant, keep_float_max_numel=1024))
+    params = write_params(p, root / "params.yaml")
+    mp = pytest.MonkeyPatch()
+    mp.chdir(root)
+    for seed in SEEDS:
+        for stage in ("train", "swa", "quantize", "evaluate"):
+            result = invoke(stage, "--seed", str(seed), "--params", str(params))
+            assert result.exit_code == 0, (stage, result.output)
+    result = invoke("report", "--params", str(params), "--export", str(root / "submission"), "--author", "t")
+    assert result.exit_code == 0, result.output
+    yield root, p, params
+    mp.undo()
+
+
+def test_every_seed_has_the_spec_figures_and_provenance(workspace):
+    root, p, _ = workspace
+    for seed in SEEDS:
+        m = json.loads((root / MetricsLayout().seed(seed)).read_text())
+        for key in ("prequant_standard_bpb", "int6_standard_bpb", "sliding_bpb", "sliding_loss", "steps",
+                    "train_seconds", "model_bytes", "code_bytes", "total_bytes", "sliding_seconds"):
+            assert isinstance(m[key], (int, float)) and math.isfinite(m[key]), key
+        assert m["steps"] == 16 and m["seed"] == seed
+        assert m["total_bytes"] == m["model_bytes"] + m["code_bytes"]
+        assert m["total_bytes"] == json.loads((root / RunLayout(seed_dir(root / "runs", seed)).size_report)
+                                              .read_text())["size"]["total_bytes"]
+        prov = m["provenance"]
+        assert prov["params_digest"] == p.digest() and prov["world_size"] == 1 and prov["device"] == "cpu"
+        assert {"git", "torch", "cuda", "device_count"} <= prov.keys()
+        # int6 really happened: the round trip moves the score, a little.
+        assert m["int6_standard_bpb"] != m["prequant_standard_bpb"]
+        assert abs(m["int6_standard_bpb"] - m["prequant_standard_bpb"]) < 0.1
+
+
+def test_summary_and_export_hold_exactly_the_seeds(workspace):
+    root, _, _ = workspace
+    summary = json.loads((root / MetricsLayout().summary).read_text())
+    assert summary["seeds"] == [str(s) for s in SEEDS]
+    assert summary["significance"]["n"] == 2 and summary["significance"]["verdict"] == "fail"
+    assert "| seed |" in (root / MetricsLayout().summary_table).read_text()
+    export = root / "submission"
+    assert sorted(p.name for p in export.iterdir()) == sorted(
+        ["README.md", "submission.json", "params.yaml"] + [f"seed_{s}" for s in SEEDS])
+    sub = json.loads((export / "submission.json").read_text())
+    assert sub["seeds"] == list(SEEDS) and sub["author"] == "t"
+    assert sub["val_bpb"] == pytest.approx(summary["figures"]["sliding_bpb"]["mean"])
+    for seed in SEEDS:
+        files = sorted(p.name for p in (export / f"seed_{seed}").iterdir())
+        assert files == sorted(["metrics.json", "model.int6.ptz", "train_log.tsv", "val_log.tsv",
+                                "train_summary.json", "size.json"])
+        assert json.loads((export / f"seed_{seed}" / "metrics.json").read_text())["seed"] == seed
+    readme = (export / "README.md").read_text()
+    assert all(f"seed {s}:" in readme for s in SEEDS) and "commit" in readme
+
+
+def test_swa_methods(workspace):
+    root, p, params = workspace
+    run = RunLayout(seed_dir(root / "runs", SEEDS[0]))
+    snaps = torch.load(run.snapshots, weights_only=True)
+    assert len(snaps["states"]) >= 2
+    averaged = torch.load(run.averaged, weights_only=True)
+    k = "blocks.0.mlp.fc.weight"
+    assert torch.allclose(averaged[k], sum(s[k] for s in snaps["states"]) / len(snaps["states"]), atol=1e-7)
+
+    last = dataclasses.replace(p, swa=dataclasses.replace(p.swa, last_k=1))
+    alt = write_params(last, root / "last_k.yaml")
+    assert invoke("swa", "--seed", str(SEEDS[0]), "--params", str(alt)).exit_code == 0
+    assert torch.equal(torch.load(run.averaged, weights_only=True)[k], snaps["states"][-1][k])
+    final = dataclasses.replace(p, swa=dataclasses.replace(p.swa, method="final"))
+    alt = write_params(final, root / "final.yaml")
+    assert invoke("swa", "--seed", str(SEEDS[0]), "--params", str(alt)).exit_code == 0
+    assert torch.equal(torch.load(run.averaged, weights_only=True)[k],
+                       torch.load(run.final_weights, weights_only=True)[k])
+    assert invoke("swa", "--seed", str(SEEDS[0]), "--params", str(params)).exit_code == 0  # restore
+
+
+def test_oversize_artifact_fails_the_stage_and_writes_nothing(workspace, tmp_path):
+    root, p, _ = workspace
+    runs = tmp_path / "runs"
+    src = RunLayout(seed_dir(root / "runs", SEEDS[0]))
+    dst = RunLayout(seed_dir(runs, SEEDS[0]))
+    dst.run_dir.mkdir(parents=True)
+    shutil.copyfile(src.averaged, dst.averaged)
+    small = dataclasses.replace(p, train=dataclasses.replace(p.train, out_dir=str(runs)),
+                                quant=dataclasses.replace(p.quant, cap_bytes=50_000))
+    result = invoke("quantize", "--seed", str(SEEDS[0]), "--params", str(write_params(small, tmp_path / "p.yaml")))
+    assert result.exit_code == 1
+    assert "artifact too large" in result.output and "quant.allow_oversize" in result.output
+    assert not dst.artifact.exists() and not dst.size_report.exists()
+    allowed = dataclasses.replace(small, quant=dataclasses.replace(small.quant, allow_oversize=True))
+    result = invoke("quantize", "--seed", str(SEEDS[0]), "--params", str(write_params(allowed, tmp_path / "a.yaml")))
+    assert result.exit_code == 0 and "OVER" in result.output and dst.artifact.exists()
+
+
+def test_evaluate_scores_a_reference_named_checkpoint_and_rejects_a_corrupt_artifact(workspace, tmp_path):
+    root, _, params = workspace
+    run = RunLayout(seed_dir(root / "runs", SEEDS[0]))
+    out = tmp_path / "ref.json"
+    result = invoke("evaluate", "--checkpoint", str(run.final_weights), "--out", str(out), "--params", str(params))
+    assert result.exit_code == 0, result.output
+    m = json.loads(out.read_text())
+    assert math.isfinite(m["standard_bpb"]) and math.isfinite(m["sliding_bpb"])
+
+    broken = tmp_path / "broken.ptz"
+    blob = bytearray(run.artifact.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    broken.write_bytes(bytes(blob))
+    result = invoke("evaluate", "--checkpoint", str(broken), "--out", str(tmp_path / "b.json"), "--params", str(params))
+    assert result.exit_code == 1 and "pgolf: error:" in result.output and str(broken) in result.output
+    assert not (tmp_path / "b.json").exists()
+
+    alien = tmp_path / "alien.pt"
+    torch.save({"not.a.param": torch.zeros(2)}, alien)
+    result = invoke("evaluate", "--checkpoint", str(alien), "--out", str(tmp_path / "c.json"), "--params", str(params))
+    assert result.exit_code == 1 and "do not fit the configured model" in result.output
