@@ -29,6 +29,7 @@ def quantize_command(
     import torch
 
     from pipeline import atomic
+    from pipeline.errors import ArtifactError
     from pipeline.layout import RunLayout, seed_dir
     from pipeline.quant.artifact import pack_artifact
     from pipeline.quant.size import size_report
@@ -36,8 +37,6 @@ def quantize_command(
     p = load(params)
     layout = RunLayout(seed_dir(Path(p.train.out_dir), seed))
     if not layout.averaged.is_file():
-        from pipeline.errors import ArtifactError
-
         raise ArtifactError(f"{layout.averaged}: missing (run `pgolf swa --seed {seed}` first)")
     state = torch.load(layout.averaged, map_location="cpu", weights_only=True)
     meta = {"seed": seed, "params_digest": p.digest(), "model": dataclasses.asdict(p.model)}

@@ -216,14 +216,10 @@ class Trainer:
 
     # ------------------------------------------------------------------ main loop
     def run(self, resume: bool = False) -> dict[str, Any]:
-        cfg, rt, st = self.cfg, self.rt, self.state
+        self._compile_warmup()  # before resuming: the warm-up restores what it changes
         if resume:
-            # Compile first (on a throw-away copy of progress), then load the checkpoint.
-            self._compile_warmup()
             self.resume()
-            st = self.state
-        else:
-            self._compile_warmup()
+        cfg, rt, st = self.cfg, self.rt, self.state
         bar = tqdm(total=cfg.iterations, initial=st.step, desc=f"train seed {self.seed}", unit="step",
                    disable=not self.progress, dynamic_ncols=True)
         nonfinite = torch.full((), -1, dtype=torch.int64, device=rt.device)
