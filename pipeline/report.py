@@ -25,6 +25,11 @@ from scipy import stats as scipy_stats
 from pipeline.config import ReportConfig
 
 SCORE_KEY = "sliding_bpb"  # the figure the verdict is about (SPEC §5: the sliding-window score)
+# Sections of a metrics file that describe the run rather than measure it.
+NOT_FIGURES = ("seed", "provenance", "eval")
+# The columns of the Markdown table, in this order, where present (SPEC §5's per-seed figures).
+TABLE_FIGURES = ("sliding_bpb", "sliding_loss", "int6_standard_bpb", "prequant_standard_bpb", "steps",
+                 "train_seconds", "mean_step_ms", "model_bytes", "total_bytes")
 
 
 @dataclass(frozen=True)
@@ -80,7 +85,7 @@ def _flatten(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
     out: dict[str, float] = {}
     for key, value in metrics.items():
         name = f"{prefix}{key}"
-        if name == "seed":  # the label, not a figure
+        if name in NOT_FIGURES:  # labels and provenance, not figures
             continue
         if isinstance(value, Mapping):
             out.update(_flatten(value, name + "."))
@@ -139,8 +144,11 @@ def _fmt(value: float | None) -> str:
 
 
 def render_markdown(summary: Mapping[str, Any]) -> str:
-    """The summary as a Markdown table (one row per seed, then mean/std/min/max) and a verdict line."""
-    names = list(summary["figures"])
+    """The summary as a Markdown table (one row per seed, then mean/std/min/max) and a verdict line.
+
+    Columns: the figures of TABLE_FIGURES that are present, or every figure when none is.
+    """
+    names = [n for n in TABLE_FIGURES if n in summary["figures"]] or list(summary["figures"])
     lines = ["| seed | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for seed, row in summary["per_seed"].items():
         lines.append(f"| {seed} | " + " | ".join(_fmt(row[n]) for n in names) + " |")
