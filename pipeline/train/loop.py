@@ -282,6 +282,8 @@ class Trainer:
         row = StepRow(st.step, float(loss.item()), lr_mul, momentum, step_ms, tokens_per_s,
                       int(st.qat_step is not None), now_ms)
         st.step_rows.append(row)
+        if self.clock.cap_ms is not None and now_ms > 0:  # ETA by the clock: the steps the cap allows
+            bar.total = min(self.cfg.iterations, max(st.step, int(self.clock.cap_ms * st.step / now_ms)))
         bar.set_postfix(loss=f"{row.train_loss:.4f}", lr=f"{lr_mul:.3f}", ms=f"{step_ms:.0f}")
 
     def _say(self, message: str) -> None:
