@@ -34,7 +34,7 @@ def git_state(cwd: Path | None = None) -> dict[str, Any]:
 
 
 def provenance(rt: Runtime, params_digest: str, cwd: Path | None = None) -> dict[str, Any]:
-    cuda = torch.version.cuda if torch.cuda.is_available() else None
+    cuda = torch.version.cuda if rt.is_cuda else None
     return {
         "git": git_state(cwd),
         "params_digest": params_digest,
@@ -42,7 +42,7 @@ def provenance(rt: Runtime, params_digest: str, cwd: Path | None = None) -> dict
         "torch": torch.__version__,
         "cuda": cuda,
         "device": rt.device_name(),
-        "device_count": torch.cuda.device_count() if rt.is_cuda else 1,
+        "device_count": rt.device_count(),
         "world_size": rt.world_size,
         "hostname": platform.node(),
     }

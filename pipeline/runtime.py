@@ -57,6 +57,10 @@ class Runtime:
             return int(torch.cuda.max_memory_allocated(self.device))
         return 0
 
+    def device_count(self) -> int:
+        """Devices of this kind visible to the process (1 for the CPU)."""
+        return torch.cuda.device_count() if self.is_cuda else 1
+
     def device_name(self) -> str:
         if self.is_cuda:
             return torch.cuda.get_device_name(self.device)
