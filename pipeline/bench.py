@@ -2,7 +2,8 @@
 
 Times full training steps (forward, backward, Muon + AdamW) at one device's
 share of the record batch — `train_batch_tokens / 8` tokens, i.e. 48 x 2048
-for the record — or the sliding-window evaluation (`--eval`).  No data is
+for the record — or the sliding-window evaluation (`--eval`), or works out the
+training memory at that batch without timing anything (`--memory`).  No data is
 needed: tokens are uniform random ids, which exercise the same kernels.
 
 FLOPs per token (training): 6 x (matrix parameters that multiply every token,
@@ -20,7 +21,8 @@ from typing import Any
 
 import torch
 
-from pipeline.config import ModelConfig, Params
+from pipeline.activation_memory import MemoryEstimate, estimate_training_memory
+from pipeline.config import ModelConfig, Params, TrainConfig
 from pipeline.evaluate.bytes import ByteLuts
 from pipeline.evaluate.scoring import evaluate_sliding_window
 from pipeline.model import GPT
@@ -76,6 +78,20 @@ def peak_tflops(device_name: str) -> float | None:
     return None
 
 
+def device_batch_seqs(tcfg: TrainConfig) -> int:
+    """Sequences in one device's share of the record batch (8 GPUs, no accumulation)."""
+    return max(1, tcfg.train_batch_tokens // (8 * tcfg.seq_len))
+
+
+def bench_memory(params: Params, rt: Runtime, batch_seqs: int | None = None) -> MemoryEstimate:
+    """Training memory at one device's batch, from the compiled graph (see activation_memory).
+    Always under autocast, in the runtime's dtype or bf16 on a CPU: the GPU's training precision."""
+    torch.manual_seed(0)
+    model = GPT(params.model).to(rt.device)
+    return estimate_training_memory(model, batch_seqs or device_batch_seqs(params.train), params.train.seq_len,
+                                    rt.autocast_dtype or torch.bfloat16, rt.device)
+
+
 def _random_batch(batch: int, seq_len: int, vocab: int, rt: Runtime, gen: torch.Generator):
     ids = torch.randint(0, vocab, (batch, seq_len + 1), generator=gen).to(rt.device)
     return ids[:, :-1], ids[:, 1:]
@@ -86,7 +102,7 @@ def bench_train(params: Params, rt: Runtime, steps: int, warmup: int, batch_seqs
     """Time `steps` training steps after `warmup` (compile-priming) steps."""
     cfg, tcfg = params.model, params.train
     seq_len = tcfg.seq_len
-    batch = batch_seqs or max(1, tcfg.train_batch_tokens // (8 * seq_len))
+    batch = batch_seqs or device_batch_seqs(tcfg)
     compiled = tcfg.compile if compile_model is None else compile_model
     torch.manual_seed(0)
     model = GPT(cfg).to(rt.device)

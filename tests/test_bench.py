@@ -55,3 +55,23 @@ def test_flops_per_token_counts_the_matmuls(record_params):
     expected = m.num_layers * per_block + m.vocab_size * m.model_dim + m.model_dim * m.bigram_dim
     assert matmul_params(model) == expected
     assert train_flops_per_token(model, m, 2048) == 6 * expected + 6 * m.num_layers * 2048 * m.model_dim
+
+
+def test_memory_bench_figures_are_consistent(params_file, tmp_path):
+    p, path = params_file
+    out = tmp_path / "memory.json"
+    result = CliRunner().invoke(app, ["bench", "--params", str(path), "--memory", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    fig = json.loads(out.read_text())
+    batch = p.train.train_batch_tokens // (8 * p.train.seq_len)
+    assert (fig["batch_seqs"], fig["seq_len"], fig["autocast_dtype"]) == (batch, p.train.seq_len, "bfloat16")
+    assert fig["saved_bytes"] == fig["saved_bytes_fixed"] + batch * fig["saved_bytes_per_seq"]
+    assert fig["total_bytes"] == fig["state_bytes"] + fig["saved_bytes"]
+    assert sum(fig["saved_per_seq_by_dtype"].values()) == fig["saved_bytes_per_seq"]
+    assert "GiB" in result.output
+
+
+def test_memory_and_eval_modes_are_exclusive(params_file):
+    _, path = params_file
+    result = CliRunner().invoke(app, ["bench", "--params", str(path), "--memory", "--eval"])
+    assert result.exit_code == 2 and "--memory" in result.output

@@ -11,6 +11,8 @@
 `forward(ids, targets)` returns the mean cross-entropy in fp32,
 `forward(ids, targets, reduction="none")` the (B, T) per-token losses and
 `logits(ids)` the soft-capped logits; all three go through `logits`.
+Under autocast the residual stream is in the autocast dtype (bf16 on the GPU,
+SPEC §2): the fp32 embedding sum is cast once, before the first RMS norm.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pipeline.model.attention import CausalSelfAttention
 from pipeline.model.canon import Canon, canon_blocks
 from pipeline.model.embeddings import BigramHash, SmearGate
 from pipeline.model.init import init_weights
-from pipeline.model.layers import CastedLinear, rms_norm
+from pipeline.model.layers import CastedLinear, rms_norm, to_activation_dtype
 from pipeline.model.rotary import Rotary
 
 
@@ -120,7 +122,7 @@ class GPT(nn.Module):
         x = self.tok_emb(ids)
         if self.bigram is not None:
             x = x + self.bigram(ids)
-        x = rms_norm(x)
+        x = rms_norm(to_activation_dtype(x))
         if self.smear is not None:
             x = self.smear(x)
         x0 = x

@@ -1,4 +1,4 @@
-"""The two primitive layers every other module is built from.
+"""The primitive layers every other module is built from, and the activation dtype.
 
 `rms_norm` has no weight and uses PyTorch's default epsilon (the dtype's
 machine epsilon, `eps=None`), as the reference does.  `CastedLinear` keeps its
@@ -13,6 +13,22 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pipeline.quant.rowwise import fake_quant_int6
+
+
+def to_activation_dtype(x: Tensor) -> Tensor:
+    """Cast x to the dtype activations travel in: autocast's (bf16 on GPU) when
+    autocast is on for x's device, else leave it.
+
+    Embedding lookups are not autocast ops, so without this cast the fp32
+    embedding output would carry the whole residual stream in fp32 (SPEC §2:
+    activations bf16): every element-wise op and every tensor saved for backward
+    twice the bytes.  Dynamo guards on the autocast state, so a compiled model
+    called with and without autocast gets one graph for each.
+    """
+    device = x.device.type
+    if torch.is_autocast_enabled(device):
+        return x.to(torch.get_autocast_dtype(device))
+    return x
 
 
 def rms_norm(x: Tensor) -> Tensor:

@@ -109,6 +109,29 @@ def test_loss_logits_and_per_token_losses_share_one_path():
     torch.testing.assert_close(loss, per_token.mean())
 
 
+@pytest.mark.parametrize("autocast_dtype", [None, torch.bfloat16])
+def test_residual_stream_travels_in_the_autocast_dtype(autocast_dtype):
+    """SPEC §2 numerics: activations bf16 under autocast (the fp32 embedding output is cast once),
+    fp32 without; weights stay fp32 and the loss is fp32 either way."""
+    model = random_tiny_model(canon={"placements": "ABCD", "last_n": 2}).train()
+    seen = []
+    for block in model.blocks:
+        block.register_forward_pre_hook(lambda _, args: seen.append((args[0].dtype, args[1].dtype)))
+        block.register_forward_hook(lambda _, args, out: seen.append((out.dtype,)))
+    ids, targets = torch.randint(0, 1024, (2, 8)), torch.randint(0, 1024, (2, 8))
+    context = (torch.autocast("cpu", dtype=autocast_dtype) if autocast_dtype
+               else torch.autocast("cpu", enabled=False))
+    with context:
+        loss = model(ids, targets)
+        logits = model.logits(ids)
+    want = autocast_dtype or torch.float32
+    assert len(seen) == 2 * 2 * len(model.blocks)  # two forwards, a pre- and a post-hook per block
+    assert {d for dtypes in seen for d in dtypes} == {want}
+    assert logits.dtype == want and loss.dtype == torch.float32
+    loss.backward()
+    assert all(p.dtype == p.grad.dtype == torch.float32 for p in model.parameters())
+
+
 def test_backward_reaches_every_parameter():
     model = random_tiny_model(canon={"placements": "ABCD", "bias": True, "activation": True}).train()
     ids, targets = torch.randint(0, 1024, (2, 8)), torch.randint(0, 1024, (2, 8))
