@@ -46,6 +46,18 @@ RUN python -c "import torch; print(f'torch=={torch.__version__}')" > /tmp/torch-
     && pgolf --help > /dev/null \
     && dvc --version
 
+# FlashAttention-3 (Hopper), optional: it is not on PyPI. Pass a pip
+# --find-links page of prebuilt `flash_attn_3` wheels built for the base image's
+# CUDA and torch, e.g. one of the community indexes listed in README.md, as
+#   docker build --build-arg FLASH_ATTN_3_FIND_LINKS=URL -t pgolf .
+# and `model.attention_backend: auto` uses it on the GPU. Without it the image
+# runs PyTorch's SDPA kernels. --no-deps and the constraint keep torch as is.
+ARG FLASH_ATTN_3_FIND_LINKS=""
+RUN if [ -n "$FLASH_ATTN_3_FIND_LINKS" ]; then \
+        python -m pip install --constraint /tmp/torch-constraint.txt --no-deps --find-links "$FLASH_ATTN_3_FIND_LINKS" flash_attn_3 \
+        && python -c "import flash_attn_interface; from pipeline.model.attention import fa3_available; assert fa3_available()"; \
+    fi
+
 # A non-root user. uid 1000 owns the mount on most single-user hosts; for
 # another owner pass `--user "$(id -u):$(id -g)"` (HOME stays writable).
 RUN useradd --create-home --uid 1000 pgolf \
