@@ -44,6 +44,17 @@ class Runtime:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
 
+    def to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A CPU tensor on this runtime's device, copied without waiting for the device.
+
+        On CUDA the copy goes through pinned memory (PyTorch caches the pinned
+        blocks): a copy from pageable memory first waits for all queued work,
+        which would make every training step a host sync.
+        """
+        if not self.is_cuda:
+            return tensor.to(self.device)
+        return tensor.pin_memory().to(self.device, non_blocking=True)
+
     def synchronize(self) -> None:
         if self.is_cuda:
             torch.cuda.synchronize(self.device)

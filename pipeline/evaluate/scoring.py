@@ -113,7 +113,14 @@ def score_windows(
     lo, hi = plan.rank_range(rank, world_size)
     device = rt.device
     luts = luts.to(device)
-    offsets = torch.arange(plan.length + 1, device=tokens.device)
+    # This rank's tokens and window plan go to the device once: a per-batch copy
+    # from pageable host memory would wait for all queued work, a host sync per batch.
+    first_token = int(plan.starts[lo]) if hi > lo else 0
+    end_token = int(plan.starts[hi - 1]) + plan.length + 1 if hi > lo else 0
+    tokens = tokens[first_token:end_token].to(device)
+    starts = torch.from_numpy(plan.starts[lo:hi]).to(device) - first_token
+    score_from = torch.from_numpy(plan.score_from[lo:hi]).to(device)
+    offsets = torch.arange(plan.length + 1, device=device)
     positions = torch.arange(plan.length, device=device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     token_count = torch.zeros((), dtype=torch.int64, device=device)
@@ -125,11 +132,9 @@ def score_windows(
         with torch.inference_mode():
             for first in range(lo, hi, batch_seqs):
                 last = min(first + batch_seqs, hi)
-                starts = torch.from_numpy(plan.starts[first:last]).to(tokens.device)
-                window = tokens[starts[:, None] + offsets].to(device=device, dtype=torch.int64, non_blocking=True)
+                window = tokens[starts[first - lo:last - lo, None] + offsets].to(torch.int64)
                 inputs, targets = window[:, :-1], window[:, 1:]
-                score_from = torch.from_numpy(plan.score_from[first:last]).to(device)
-                scored = positions[None, :] >= score_from[:, None]
+                scored = positions[None, :] >= score_from[first - lo:last - lo, None]
                 with rt.autocast():
                     losses = per_token_losses(model, inputs, targets)
                 # Masks by torch.where, not boolean indexing: no host sync per batch.

@@ -142,8 +142,7 @@ class Trainer:
         total = torch.zeros((), device=rt.device)
         for micro in range(self.grad_accum):
             x, y = self.loader.next_batch(cfg.train_batch_tokens, cfg.seq_len, self.grad_accum)
-            x = x.to(rt.device, non_blocking=True)
-            y = y.to(rt.device, non_blocking=True)
+            x, y = rt.to_device(x), rt.to_device(y)
             last = micro == self.grad_accum - 1
             sync = contextlib.nullcontext() if (last or not rt.distributed) else self.ddp.no_sync()
             with sync:
