@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # One lent-GPU session: the record configuration's training step, its training memory
 # (measured by the step, and worked out from the compiled graph), the attention kernels
-# at the record's shapes, and sliding-window evaluation throughput.  Figures go under
-# $OUT for docs/performance.md.  Runs from the repo root with the device image's own
-# python3 and torch; about 5 minutes on an H200.
+# at the record's shapes, sliding-window evaluation throughput, and last the training
+# step again with Inductor's coordinate-descent kernel tuning (a PyTorch switch, not a
+# pgolf parameter: adopt it in the trainer only if it pays).  Figures go under $OUT for
+# docs/performance.md; each part has its own time limit, so a late overrun keeps what
+# came before.  Runs from the repo root with the device image's python3 and torch;
+# about 6-7 minutes on an H200, under 10 in the worst case.
 set -u
 export PYTHONPATH="$PWD" PYTHONUNBUFFERED=1
 OUT="${OUT:-/tmp/out}"; mkdir -p "$OUT"
@@ -13,7 +16,9 @@ run() {  # run NAME SECONDS CMD...: log to $OUT/NAME.log, hide the warnings on t
   local name=$1 limit=$2; shift 2
   timeout "$limit" "$@" 2>&1 | tee "$OUT/$name.log" | grep -v Warning
 }
-run bench_train 210 python3 -m stages.cli bench --steps 20 --warmup 3 --out "$OUT/bench_train_record.json"
-run bench_memory 90 python3 -m stages.cli bench --memory --out "$OUT/bench_memory_record.json"
-run bench_attention 90 python3 benchmarks/bench_attention.py --record --out "$OUT/bench_attention_record.json"
-run bench_eval 100 python3 -m stages.cli bench --eval --eval-tokens 131072 --out "$OUT/bench_eval_record.json"
+run bench_train 180 python3 -m stages.cli bench --steps 20 --warmup 3 --out "$OUT/bench_train_record.json"
+run bench_memory 75 python3 -m stages.cli bench --memory --out "$OUT/bench_memory_record.json"
+run bench_attention 60 python3 benchmarks/bench_attention.py --record --out "$OUT/bench_attention_record.json"
+run bench_eval 90 python3 -m stages.cli bench --eval --eval-tokens 131072 --out "$OUT/bench_eval_record.json"
+run bench_train_cdtuning 180 env TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1 \
+  python3 -m stages.cli bench --steps 20 --warmup 3 --out "$OUT/bench_train_record_cdtuning.json"
