@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from pipeline.bench import device_batch_seqs
 from pipeline.config import load_params
 from pipeline.runtime import detect_runtime
 
@@ -80,8 +81,7 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(ROOT / "params.yaml")
     m, t = params.model, params.train
-    batch, seq_len = (t.train_batch_tokens // (8 * t.seq_len), t.seq_len) if args.record else (
-        args.batch_seqs, args.seq_len)
+    batch, seq_len = (device_batch_seqs(t), t.seq_len) if args.record else (args.batch_seqs, args.seq_len)
     rt = detect_runtime()
     dtype = rt.autocast_dtype or torch.float32
     gen = torch.Generator().manual_seed(0)

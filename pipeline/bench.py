@@ -128,8 +128,7 @@ def bench_train(params: Params, rt: Runtime, steps: int, warmup: int, batch_seqs
         step(i)
     rt.synchronize()
     compile_seconds = time.perf_counter() - t0
-    if rt.is_cuda:
-        torch.cuda.reset_peak_memory_stats(rt.device)
+    rt.reset_peak_memory()
     t0 = time.perf_counter()
     for i in range(steps):
         loss = step(i)
@@ -157,8 +156,7 @@ def bench_eval(params: Params, rt: Runtime, tokens: int, compile_model: bool | N
     evaluate_sliding_window(fwd, stream, luts, warm_cfg, rt)  # compile + warm-up
     rt.synchronize()
     compile_seconds = time.perf_counter() - t0
-    if rt.is_cuda:
-        torch.cuda.reset_peak_memory_stats(rt.device)
+    rt.reset_peak_memory()
     t0 = time.perf_counter()
     sums = evaluate_sliding_window(fwd, stream, luts, dataclasses.replace(ecfg, max_tokens=tokens), rt)
     rt.synchronize()

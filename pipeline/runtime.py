@@ -63,6 +63,10 @@ class Runtime:
         if self.distributed:
             dist.barrier()
 
+    def reset_peak_memory(self) -> None:
+        if self.is_cuda:
+            torch.cuda.reset_peak_memory_stats(self.device)
+
     def peak_memory_bytes(self) -> int:
         if self.is_cuda:
             return int(torch.cuda.max_memory_allocated(self.device))
@@ -76,6 +80,17 @@ class Runtime:
         if self.is_cuda:
             return torch.cuda.get_device_name(self.device)
         return "cpu"
+
+
+def accelerator_rng_state() -> dict[str, object]:
+    """The GPU generators' states, for a checkpoint ({} without CUDA)."""
+    return {"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {}
+
+
+def set_accelerator_rng_state(state: dict[str, object]) -> None:
+    """Restore what `accelerator_rng_state` saved, where this process has CUDA too."""
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def launcher_env() -> tuple[int, int, int]:

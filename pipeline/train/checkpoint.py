@@ -17,6 +17,7 @@ import torch
 
 from pipeline import atomic
 from pipeline.errors import TrainingError
+from pipeline.runtime import accelerator_rng_state, set_accelerator_rng_state
 
 
 def checkpoint_path(work_dir: Path, rank: int) -> Path:
@@ -24,22 +25,19 @@ def checkpoint_path(work_dir: Path, rank: int) -> Path:
 
 
 def rng_state() -> dict[str, Any]:
-    state = {
+    return {
         "python": random.getstate(),
         "numpy": np.random.get_state(),
         "torch": torch.get_rng_state(),
+        **accelerator_rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    set_accelerator_rng_state(state)
 
 
 def save_checkpoint(work_dir: Path, rank: int, state: dict[str, Any]) -> Path:
