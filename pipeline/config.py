@@ -15,10 +15,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import types
 import typing
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Literal
 
 import yaml
@@ -467,3 +468,55 @@ def validate(p: Params) -> None:
     _check(r.baseline_bpb > 0, "report.baseline_bpb", r.baseline_bpb, "must be > 0")
     _check(r.min_improvement_nats >= 0, "report.min_improvement_nats", r.min_improvement_nats, "must be >= 0")
     _check(0 < r.p_threshold < 1, "report.p_threshold", r.p_threshold, "must be in (0, 1)")
+
+
+# --------------------------------------------------------------------------- output locations
+
+# Params that name a directory pgolf writes (and may later replace).
+OUTPUT_DIR_KEYS = ("data.out_dir", "train.out_dir")
+# Directories of the workspace that hold code or repository metadata: never an output.
+PROTECTED_DIRS = frozenset({"pipeline", "stages", "conf", ".git", ".dvc"})
+
+
+def check_output_dirs(p: Params, params_file: str | Path) -> None:
+    """Refuse output directories outside the workspace or over its code and metadata.
+
+    The workspace is the directory holding the params file (where DVC runs the
+    stages).  A relative path must stay below it ('', '.', '..' and anything
+    climbing out are refused); an absolute one must lie inside it.  No part of
+    the path below the workspace may be one of `PROTECTED_DIRS`, and the two
+    outputs may not lie inside each other (prepare replaces its directory whole).
+    """
+    workspace = Path(os.path.abspath(Path(params_file).parent))
+    where = {key: _output_location(p, key, workspace, params_file) for key in OUTPUT_DIR_KEYS}
+    (key_a, a), (key_b, b) = where.items()
+    if a == b or a in b.parents or b in a.parents:
+        raise ConfigError(f"{params_file}: {key_b}: must not overlap {key_a} "
+                          f"(got {_dotted_get(p, key_b)!r} and {_dotted_get(p, key_a)!r})")
+
+
+def _dotted_get(p: Params, key: str) -> Any:
+    node: Any = p
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def _output_location(p: Params, key: str, workspace: Path, params_file: str | Path) -> PurePath:
+    """`key`'s directory relative to the workspace, or ConfigError naming the key."""
+    value = _dotted_get(p, key)
+    path = Path(value)
+    if path.is_absolute():
+        rel = os.path.relpath(os.path.normpath(path), workspace)
+    else:
+        rel = os.path.normpath(value) if value.strip() else "."
+    rel_path = PurePath(rel)
+    if rel == "." or rel_path.parts[0] == "..":
+        raise ConfigError(f"{params_file}: {key}: must be a directory inside the workspace {workspace} "
+                          f"(the directory of the params file), not the workspace itself or outside it "
+                          f"(got {value!r})")
+    protected = next((part for part in rel_path.parts if part in PROTECTED_DIRS), None)
+    if protected is not None:
+        raise ConfigError(f"{params_file}: {key}: must not be or lie inside {protected}/, which holds "
+                          f"pgolf's code or repository metadata (got {value!r})")
+    return rel_path

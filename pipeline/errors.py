@@ -19,3 +19,7 @@ class ArtifactError(PgolfError):
 
 class TrainingError(PgolfError):
     """Training cannot continue (non-finite loss, bad checkpoint, ...)."""
+
+
+class OutputError(PgolfError):
+    """An output cannot be written safely: it would replace something pgolf did not create, or is in use."""

@@ -4,14 +4,14 @@
     train_log.tsv       per-step table          } written with train/, small files
     val_log.tsv         periodic validation     } that DVC tracks as plots and metrics
     train_summary.json  steps, time, memory     } rather than caching
-    work/               resume checkpoints (not a DVC output; removed when training ends)
+    work/               resume checkpoints (not a DVC output; its checkpoints removed when training ends)
+    .pgolf-lock         the run lock (`pipeline.locks`), held by train, swa and quantize
     averaged.pt         swa stage output
     model.int6.ptz      quantize stage output, with size.json
 """
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,8 +68,33 @@ class RunLayout:
     def size_report(self) -> Path:
         return self.run_dir / "size.json"
 
+    @property
+    def outputs(self) -> tuple[Path, ...]:
+        """Every file or directory the per-seed stages write (for cleaning what a killed run left)."""
+        return (self.train_dir, self.train_log, self.val_log, self.train_summary, self.averaged,
+                self.artifact, self.size_report)
+
     def clear_work(self) -> None:
-        shutil.rmtree(self.work_dir, ignore_errors=True)
+        """Remove the resume checkpoints (and what killed writes of them left); nothing else.
+
+        The directory itself goes only if that leaves it empty: a file of the user's stays.
+        """
+        from pipeline.atomic import clean_stale
+        from pipeline.train.checkpoint import is_checkpoint_name
+
+        if not self.work_dir.is_dir():
+            return
+        for entry in self.work_dir.iterdir():
+            base = entry.name[1:].split(".pt.", 1)[0] + ".pt" if entry.name.startswith(".") else entry.name
+            if not is_checkpoint_name(base):
+                continue
+            clean_stale(self.work_dir / base)  # temp files of killed checkpoint writes
+            if entry.name == base and entry.is_file() and not entry.is_symlink():
+                entry.unlink()
+        try:
+            self.work_dir.rmdir()
+        except OSError:  # not empty: something that is not ours
+            pass
 
 
 @dataclass(frozen=True)

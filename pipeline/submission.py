@@ -1,5 +1,6 @@
 """A challenge submission folder from a multi-seed summary.
 
+    .pgolf-output      pgolf's marker: a later export may replace this folder
     README.md          the results table, the verdict and the provenance of each seed
     submission.json    the challenge's fields (name, val_loss, val_bpb, bytes_total, bytes_code, ...)
     params.yaml        the configuration every seed ran with
@@ -22,7 +23,9 @@ from typing import Any
 from pipeline import atomic
 from pipeline.errors import PgolfError
 from pipeline.layout import MetricsLayout, RunLayout
+from pipeline.quant.pairing import check_size_report
 from pipeline.report import render_markdown
+from pipeline.train.outputs import check_train_outputs
 
 
 def _readme(summary: Mapping[str, Any], per_seed: Mapping[str, Mapping[str, Any]], name: str) -> str:
@@ -60,11 +63,22 @@ def submission_fields(summary: Mapping[str, Any], per_seed: Mapping[str, Mapping
 
 def export_submission(out_dir: Path, summary: Mapping[str, Any], per_seed: Mapping[str, Mapping[str, Any]],
                       runs: Mapping[str, RunLayout], params_file: Path, name: str, author: str = "",
-                      github_id: str = "") -> None:
-    """Write the folder atomically (replacing an older export only when complete)."""
+                      github_id: str = "", force: bool = False) -> None:
+    """Write the folder atomically (replacing an older export only when complete).
+
+    An existing `out_dir` is replaced only if it is empty or an earlier export
+    (its `.pgolf-output` marker says so), unless `force`.  Each seed's files are
+    checked to belong together first (`pipeline.train.outputs`, `pipeline.quant.pairing`).
+    """
     if set(per_seed) != set(runs):
         raise PgolfError("export needs the run files of exactly the seeds in the summary")
-    with atomic.atomic_dir(out_dir) as tmp:
+    atomic.check_replaceable(out_dir, "submission", force)
+    for seed, run in runs.items():
+        if run.artifact.is_file():
+            check_size_report(run.artifact, run.size_report, int(seed))
+        if run.train_summary.is_file():
+            check_train_outputs(run, int(seed))
+    with atomic.atomic_dir(out_dir, force=force, kind="submission") as tmp:
         (tmp / "README.md").write_text(_readme(summary, per_seed, name), encoding="utf-8")
         fields = submission_fields(summary, per_seed, name, author, github_id)
         (tmp / "submission.json").write_text(json.dumps(fields, indent=2) + "\n", encoding="utf-8")

@@ -10,7 +10,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from pipeline.config import Params, load_params
+from pipeline.config import Params, check_output_dirs, load_params
 from pipeline.errors import PgolfError
 
 app = typer.Typer(
@@ -47,4 +47,7 @@ def user_errors(fn: F) -> F:
 
 
 def load(params_path: Path) -> Params:
-    return load_params(params_path)
+    """The params every stage runs with, their output directories checked to be safe to write."""
+    params = load_params(params_path)
+    check_output_dirs(params, params_path)
+    return params

@@ -37,6 +37,7 @@ def evaluate_command(
     from pipeline.evaluate.session import Evaluator, checkpoint_metrics, seed_metrics
     from pipeline.layout import MetricsLayout, RunLayout, seed_dir
     from pipeline.provenance import provenance
+    from pipeline.quant.pairing import check_size_report
     from pipeline.runtime import init_runtime, launched_by_torchrun, shutdown_runtime
     from pipeline.train.launch import torchrun_command
 
@@ -59,7 +60,10 @@ def evaluate_command(
             metrics = checkpoint_metrics(ev, checkpoint)
             target = out or MetricsLayout().root / f"{checkpoint.stem}.json"
         else:
-            metrics = {"seed": seed, **seed_metrics(ev, RunLayout(seed_dir(Path(p.train.out_dir), seed)))}
+            run = RunLayout(seed_dir(Path(p.train.out_dir), seed))
+            if run.artifact.is_file() and run.size_report.is_file():
+                check_size_report(run.artifact, run.size_report, seed)
+            metrics = {"seed": seed, **seed_metrics(ev, run)}
             target = out or MetricsLayout().seed(seed)
         metrics["eval"] = dataclasses.asdict(p.eval)
         metrics["provenance"] = provenance(rt, p.digest())

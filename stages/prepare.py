@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from pipeline.data.prepare import prepare
+from pipeline.locks import data_lock
 from stages.common import ParamsOption, app, load, user_errors
 
 
@@ -21,8 +22,10 @@ def prepare_command(params: ParamsOption = Path("params.yaml")) -> None:
     Face repo: ready shards, or the raw documents tokenised here) and shards
     (a local directory of published shards used as is).  The output is built
     in a temporary directory and swapped in only when complete; the same
-    input always gives byte-identical files.
+    input always gives byte-identical files.  An existing data.out_dir is replaced
+    only if pgolf wrote it (its .pgolf-output marker says so).
     """
     p = load(params)
-    summary = prepare(p.data, progress=sys.stderr.isatty())  # no bar in logs and pipes
+    with data_lock(Path(p.data.out_dir)):  # one prepare per data directory at a time
+        summary = prepare(p.data, progress=sys.stderr.isatty())  # no bar in logs and pipes
     typer.echo(summary.describe())

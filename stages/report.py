@@ -19,6 +19,8 @@ def report_command(
     name: Annotated[str, typer.Option(help="Submission name (with --export).")] = "pgolf record attempt",
     author: Annotated[str, typer.Option(help="Author (with --export).")] = "",
     github_id: Annotated[str, typer.Option(help="GitHub id (with --export).")] = "",
+    force: Annotated[bool, typer.Option(
+        help="With --export: replace DIR even if pgolf did not write it (its files are deleted).")] = False,
 ) -> None:
     """Summarise every seed's metrics and test the improvement for significance.
 
@@ -26,13 +28,22 @@ def report_command(
     metrics/summary.json and metrics/summary.md: per-seed figures, their statistics, and the
     one-sided t-test of the improvement over report.baseline_bpb (>= report.min_improvement_nats
     with p < report.p_threshold).
+
+    --export DIR replaces an existing DIR only if it is empty or an earlier export
+    (it holds pgolf's .pgolf-output marker); --force replaces it anyway.
     """
     from pipeline import atomic
+    from pipeline.errors import OutputError
     from pipeline.layout import MetricsLayout, RunLayout, seed_dir
     from pipeline.report import render_markdown, summarize
     from pipeline.submission import export_submission, load_seed_metrics
 
     p = load(params)
+    try:  # refuse a foreign DIR before writing anything
+        if export is not None:
+            atomic.check_replaceable(export, "submission", force)
+    except OutputError as exc:
+        raise OutputError(f"{exc} (--force replaces it)") from None
     metrics = MetricsLayout()
     per_seed = load_seed_metrics(metrics, list(p.seeds))
     summary = summarize(per_seed, p.report)
@@ -42,5 +53,8 @@ def report_command(
     typer.echo(table)
     if export is not None:
         runs = {s: RunLayout(seed_dir(Path(p.train.out_dir), int(s))) for s in per_seed}
-        export_submission(export, summary, per_seed, runs, params, name, author, github_id)
+        try:
+            export_submission(export, summary, per_seed, runs, params, name, author, github_id, force=force)
+        except OutputError as exc:
+            raise OutputError(f"{exc} (--force replaces it)") from None
         typer.echo(f"submission folder -> {export}")

@@ -24,11 +24,16 @@ def swa_command(
     from pipeline import atomic
     from pipeline.train.averaging import averaged_weights
     from pipeline.layout import RunLayout, seed_dir
+    from pipeline.locks import run_lock
+    from pipeline.train.outputs import check_train_outputs
 
     p = load(params)
     layout = RunLayout(seed_dir(Path(p.train.out_dir), seed))
-    state, info = averaged_weights(layout, p.swa)
-    atomic.torch_save(state, layout.averaged)
+    with run_lock(layout.run_dir, create=False):
+        atomic.clean_stale(layout.averaged)
+        check_train_outputs(layout, seed)
+        state, info = averaged_weights(layout, p.swa)
+        atomic.torch_save(state, layout.averaged)
     steps = info.get("snapshot_steps")
     detail = f" of {len(steps)} snapshots (steps {steps[0]}..{steps[-1]})" if steps else ""
     typer.echo(f"seed {seed}: {info['method']}{detail} -> {layout.averaged}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,8 @@ def train_command(
     params: ParamsOption = Path("params.yaml"),
     resume: Annotated[bool, typer.Option(help="Continue from the checkpoint in <run>/work/ (same params, same world size).")] = False,
     progress: Annotated[Optional[bool], typer.Option(help="Show a progress bar on rank 0. Default: on when stderr is a terminal.")] = None,
+    lock_held: Annotated[bool, typer.Option(
+        "--lock-held", hidden=True, help="Internal: the launcher that started torchrun holds the run lock.")] = False,
 ) -> None:
     """Train one seed: Muon + AdamW, wall-clock warmdown, late QAT, tight SWA snapshots.
 
@@ -26,31 +29,41 @@ def train_command(
     `torchrun --standalone`; started by torchrun already (multi-node), it just runs.
     Writes <run>/train/{final.pt, snapshots.pt, ema.pt, log.tsv, val.tsv, summary.json}
     when training ends; SIGTERM writes a checkpoint to <run>/work/ and exits 143.
+    One run per seed at a time: a second one exits at once naming the holder of
+    <run>/.pgolf-lock.
     """
-    from pipeline.runtime import init_runtime, launched_by_torchrun, shutdown_runtime
+    from pipeline.runtime import init_runtime, launched_by_torchrun, launcher_env, shutdown_runtime
     from pipeline.train.launch import torchrun_command
-    from pipeline.layout import seed_dir
+    from pipeline.layout import RunLayout, seed_dir
+    from pipeline.locks import run_lock
     from pipeline.train.loop import Interrupted, train
+    from pipeline.train.outputs import ready_train_outputs
 
     p = load(params)
     nproc = p.train.nproc_per_node
+    run = RunLayout(seed_dir(Path(p.train.out_dir), seed))
     if nproc > 1 and not launched_by_torchrun():
-        args = ["train", "--seed", str(seed), "--params", str(params)]
+        args = ["train", "--seed", str(seed), "--params", str(params), "--lock-held"]
         args += ["--resume"] if resume else []
         args += [] if progress is None else (["--progress"] if progress else ["--no-progress"])
-        raise typer.Exit(subprocess.call(torchrun_command(nproc, args)))
+        with run_lock(run.run_dir):  # held by the launcher for the whole torchrun
+            ready_train_outputs(run, nproc)
+            raise typer.Exit(subprocess.call(torchrun_command(nproc, args)))
 
     progress = sys.stderr.isatty() if progress is None else progress
-    rt = init_runtime()
-    try:
-        summary = train(p, seed, Path(p.data.out_dir), seed_dir(Path(p.train.out_dir), seed), rt,
-                        resume=resume, progress=progress)
-    except Interrupted as exc:
-        if rt.is_main:
-            print(f"pgolf: {exc}", file=sys.stderr)
-        raise typer.Exit(code=143) from None
-    finally:
-        shutdown_runtime(rt)
+    with contextlib.ExitStack() as lock:
+        if launcher_env()[0] == 0 and not lock_held:  # rank 0 of a torchrun someone else started, or no torchrun
+            lock.enter_context(run_lock(run.run_dir))
+            ready_train_outputs(run, launcher_env()[1])
+        rt = init_runtime()
+        try:
+            summary = train(p, seed, Path(p.data.out_dir), run.run_dir, rt, resume=resume, progress=progress)
+        except Interrupted as exc:
+            if rt.is_main:
+                print(f"pgolf: {exc}", file=sys.stderr)
+            raise typer.Exit(code=143) from None
+        finally:
+            shutdown_runtime(rt)
     if rt.is_main:
         typer.echo(
             f"seed {seed}: {summary['steps']} steps in {summary['train_seconds']:.1f} s "

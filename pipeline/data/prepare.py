@@ -68,7 +68,7 @@ def prepare(cfg: DataConfig, *, download: Downloader = hf_download, progress: bo
     """Run the whole stage into ``cfg.out_dir``; raise DataError (leaving no output) on bad input."""
     seconds: dict[str, float] = {}
     start = time.perf_counter()
-    with atomic_dir(cfg.out_dir) as tmp:
+    with atomic_dir(cfg.out_dir, kind="data") as tmp:
         _give_default_permissions(tmp)
         layout = DataLayout(tmp)
         layout.shards_dir.mkdir()

@@ -39,6 +39,7 @@ from pipeline.runtime import Runtime
 from pipeline.train.averaging import EMA, SnapshotKeeper, snapshot_due
 from pipeline.train.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.train.clock import TrainClock
+from pipeline.train.outputs import DIGESTS_KEY, output_digests
 from pipeline.layout import RunLayout
 from pipeline.train.steplog import StepRow, ValRow, write_tsv
 from pipeline.train.validation import Validator
@@ -321,20 +322,22 @@ class Trainer:
 
     # ------------------------------------------------------------------ outputs
     def write_outputs(self, summary: dict[str, Any]) -> None:
-        """Rank 0 writes the stage outputs into a fresh directory, swapped in atomically."""
+        """Rank 0 writes the stage outputs: weights into a fresh directory, then the logs, then
+        the summary with their digests, and last the directory swapped in (`pipeline.train.outputs`)."""
         if not self.rt.is_main:
             return
         layout = self.layout
-        with atomic.atomic_dir(layout.train_dir) as tmp:
+        with atomic.atomic_dir(layout.train_dir, kind="train") as tmp:
             final = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
             torch.save(final, tmp / layout.final_weights.name)
             torch.save({"steps": self.keeper.steps, "states": list(self.keeper.snapshots.values())},
                        tmp / layout.snapshots.name)
             if self.ema is not None:
                 torch.save(self.ema.averaged_state(final), tmp / layout.ema_weights.name)
-        write_tsv(layout.train_log, self.state.step_rows, StepRow)
-        write_tsv(layout.val_log, self.state.val_rows, ValRow)
-        atomic.write_json(layout.train_summary, summary)
+            write_tsv(layout.train_log, self.state.step_rows, StepRow)
+            write_tsv(layout.val_log, self.state.val_rows, ValRow)
+            summary[DIGESTS_KEY] = output_digests(layout, tmp / layout.final_weights.name)
+            atomic.write_json(layout.train_summary, summary)
 
 
 def train(params: Params, seed: int, data_dir: Path, run_dir: Path, rt: Runtime,

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 
 from pipeline.layout import MetricsLayout, RunLayout, seed_dir
 from stages.cli import app
-from tests.train.helpers import tiny_params, write_params
+from tests.train.helpers import link_data, tiny_params, write_params
 
 runner = CliRunner()
 SEEDS = (11, 12)
@@ -28,7 +29,7 @@ def workspace(record_params, embedded_data, tmp_path_factory):
     """Two seeds through every stage, in a directory of their own (metrics/ is relative to it)."""
     root = tmp_path_factory.mktemp("workspace")
     p = tiny_params(record_params, embedded_data.layout.root, root / "runs", seeds=SEEDS,
-                    train=dict(iterations=16, warmdown_iters=8))
+                    train=dict(iterations=16, warmdown_iters=8), workspace=root)
     p = dataclasses.replace(p, quant=dataclasses.replace(p.quant, keep_float_max_numel=1024))
     params = write_params(p, root / "params.yaml")
     mp = pytest.MonkeyPatch()
@@ -72,7 +73,7 @@ def test_summary_and_export_hold_exactly_the_seeds(workspace):
     assert table.startswith("| seed | sliding_bpb | sliding_loss | int6_standard_bpb | prequant_standard_bpb |")
     export = root / "submission"
     assert sorted(p.name for p in export.iterdir()) == sorted(
-        ["README.md", "submission.json", "params.yaml"] + [f"seed_{s}" for s in SEEDS])
+        [".pgolf-output", "README.md", "submission.json", "params.yaml"] + [f"seed_{s}" for s in SEEDS])
     sub = json.loads((export / "submission.json").read_text())
     assert sub["seeds"] == list(SEEDS) and sub["author"] == "t"
     assert sub["val_bpb"] == pytest.approx(summary["figures"]["sliding_bpb"]["mean"])
@@ -113,7 +114,8 @@ def test_oversize_artifact_fails_the_stage_and_writes_nothing(workspace, tmp_pat
     dst = RunLayout(seed_dir(runs, SEEDS[0]))
     dst.run_dir.mkdir(parents=True)
     shutil.copyfile(src.averaged, dst.averaged)
-    small = dataclasses.replace(p, train=dataclasses.replace(p.train, out_dir=str(runs)),
+    small = dataclasses.replace(p, data=dataclasses.replace(p.data, out_dir=str(link_data(Path(p.data.out_dir), tmp_path))),
+                                train=dataclasses.replace(p.train, out_dir=str(runs)),
                                 quant=dataclasses.replace(p.quant, cap_bytes=50_000))
     result = invoke("quantize", "--seed", str(SEEDS[0]), "--params", str(write_params(small, tmp_path / "p.yaml")))
     assert result.exit_code == 1

@@ -15,9 +15,29 @@ SEQ_LEN = 64
 SEQS_PER_MICRO_STEP = 2  # global batch = 8 micro-steps x 2 sequences x 64 tokens
 
 
+def link_data(data_dir: Path, workspace: Path) -> Path:
+    """`workspace/data`, a symlink to a prepared data directory shared between tests.
+
+    Stages refuse output directories outside the workspace (the params file's
+    directory); the link puts the shared corpus inside it without copying.
+    """
+    link = Path(workspace) / "data"
+    if not link.is_symlink():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(Path(data_dir).resolve(), target_is_directory=True)
+    return link
+
+
 def tiny_params(record: Params, data_dir: Path, runs_dir: Path, train: dict[str, Any] | None = None,
-                swa: dict[str, Any] | None = None, seeds: tuple[int, ...] = (1,)) -> Params:
-    """The record params shrunk to seconds on CPU (every feature still on), validated."""
+                swa: dict[str, Any] | None = None, seeds: tuple[int, ...] = (1,),
+                workspace: Path | None = None) -> Params:
+    """The record params shrunk to seconds on CPU (every feature still on), validated.
+
+    With `workspace` (where the params file will be written, for the CLI) the data
+    directory is reached through a link inside it (`link_data`).
+    """
+    if workspace is not None:
+        data_dir = link_data(data_dir, workspace)
     base_train = dict(
         nproc_per_node=1, train_batch_tokens=8 * SEQS_PER_MICRO_STEP * SEQ_LEN, seq_len=SEQ_LEN,
         iterations=24, max_wallclock_seconds=0.0, warmup_steps=0, warmdown_iters=12, log_every=1,

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from pipeline.layout import RunLayout, seed_dir
-from pipeline.train.checkpoint import checkpoint_path
+from pipeline.train.checkpoint import checkpoint_path, read_checkpoint
 from pipeline.train.steplog import read_tsv
 from tests.conftest import ROOT
 from tests.train.helpers import tiny_params, write_params
@@ -31,7 +31,7 @@ def _run_dir(tmp_path: Path, name: str) -> Path:
 def test_killed_and_resumed_equals_uninterrupted(record_params, embedded_data, tmp_path):
     def params_file(name: str) -> Path:
         p = tiny_params(record_params, embedded_data.layout.root, tmp_path / name,
-                        train=dict(iterations=ITERATIONS, warmdown_iters=20, checkpoint_every=4))
+                        train=dict(iterations=ITERATIONS, warmdown_iters=20, checkpoint_every=4), workspace=tmp_path)
         return write_params(p, tmp_path / f"{name}.yaml")
 
     straight = params_file("straight")
@@ -49,7 +49,7 @@ def test_killed_and_resumed_equals_uninterrupted(record_params, embedded_data, t
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 143, err
     assert "interrupted at step" in err and "--resume" in err
-    stopped_at = torch.load(checkpoint_path(run.work_dir, 0), weights_only=False)["loop"]["step"]
+    stopped_at = read_checkpoint(checkpoint_path(run.work_dir, 0))["loop"]["step"]
     assert 0 < stopped_at < ITERATIONS
     assert not run.train_dir.exists()  # nothing that looks finished
 
@@ -68,7 +68,7 @@ def test_killed_and_resumed_equals_uninterrupted(record_params, embedded_data, t
 
 
 def test_resume_without_checkpoint_is_a_clear_error(record_params, embedded_data, tmp_path):
-    p = tiny_params(record_params, embedded_data.layout.root, tmp_path / "runs")
+    p = tiny_params(record_params, embedded_data.layout.root, tmp_path / "runs", workspace=tmp_path)
     out = subprocess.run(_train_cmd(write_params(p, tmp_path / "p.yaml"), "--resume"), cwd=ROOT,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 1
