@@ -62,7 +62,7 @@ def _new_temp(path: Path, suffix: str, directory: bool) -> Path:
     else:
         fd, name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=suffix, dir=path.parent)
         os.close(fd)
-    _created.add(name)
+    _created.add(os.path.abspath(name))
     return Path(name)
 
 
@@ -84,7 +84,7 @@ def _leftovers(path: Path, suffix: str) -> list[Path]:
     found = []
     for entry in path.parent.iterdir():
         match = pattern.fullmatch(entry.name)
-        if not match or str(entry) in _created:
+        if not match or os.path.abspath(entry) in _created:
             continue
         pid = int(match.group(1))
         if pid == os.getpid() or not _alive(pid):
@@ -155,7 +155,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
-        _created.discard(str(tmp))
+        _created.discard(os.path.abspath(tmp))
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:
@@ -249,7 +249,7 @@ def _swap_in(tmp: Path, path: Path) -> None:
         os.rename(path, old)
         write_point(f"dir-old-aside:{path.name}")
         os.rename(tmp, path)
-        _created.discard(str(old))
+        _created.discard(os.path.abspath(old))
         _discard(old)
     _fsync_dir(path.parent)
 
@@ -282,4 +282,4 @@ def atomic_dir(path: str | Path, force: bool = False, kind: str = "output") -> I
     finally:
         if tmp.exists() or tmp.is_symlink():
             _discard(tmp)  # a failed build, or after an exchange the previous output
-        _created.discard(str(tmp))
+        _created.discard(os.path.abspath(tmp))
