@@ -30,7 +30,8 @@ def tree_digest(root: Path) -> dict[str, str]:
 def test_layout_and_counts_match_the_manifest(embedded_data):
     layout, cfg = embedded_data.layout, embedded_data.cfg
     manifest = json.loads(layout.manifest.read_text())
-    assert sorted(p.name for p in layout.root.iterdir()) == ["manifest.json", "shards", "tokenizer.model"]
+    assert sorted(p.name for p in layout.root.iterdir()) == [".pgolf-output", "manifest.json", "shards",
+                                                            "tokenizer.model"]
     sp = spm.SentencePieceProcessor(model_file=str(layout.tokenizer))
     assert manifest["splits"]["val"]["documents"] == cfg.val_docs
     assert manifest["splits"]["train"]["documents"] == cfg.max_docs - cfg.val_docs

@@ -147,3 +147,35 @@ def test_evaluate_scores_a_reference_named_checkpoint_and_rejects_a_corrupt_arti
     torch.save({"not.a.param": torch.zeros(2)}, alien)
     result = invoke("evaluate", "--checkpoint", str(alien), "--out", str(tmp_path / "c.json"), "--params", str(params))
     assert result.exit_code == 1 and "do not fit the configured model" in result.output
+
+
+def test_export_never_replaces_a_folder_pgolf_did_not_write(workspace):
+    from pipeline.atomic import OUTPUT_MARKER
+    from tests.stages.disk_state import disk_state, one_line_error
+
+    root, _, params = workspace
+    mine = root / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("the user's\n")
+    train_dir = RunLayout(seed_dir(root / "runs", SEEDS[0])).train_dir
+    refusals = {
+        mine: f"{mine}: exists and was not written by pgolf (no {OUTPUT_MARKER} marker inside); refusing to "
+              "replace it (--force replaces it)",
+        train_dir: f"{train_dir}: holds a pgolf train output, not a submission output; refusing to replace it "
+                   "(--force replaces it)",
+        root / "data": f"{root / 'data'}: exists and is not a directory written by pgolf; refusing to replace it "
+                       "(--force replaces it)",
+    }
+    before = disk_state(root)
+    for target, message in refusals.items():
+        result = invoke("report", "--params", str(params), "--export", str(target))
+        assert result.exit_code == 1
+        assert one_line_error(result.stderr) == f"pgolf: error: {message}"
+    assert disk_state(root) == before
+
+    result = invoke("report", "--params", str(params), "--export", str(mine), "--force")
+    assert result.exit_code == 0, result.output
+    assert not (mine / "notes.txt").exists() and (mine / OUTPUT_MARKER).is_file()
+    assert (mine / "submission.json").is_file()
+    assert invoke("report", "--params", str(params), "--export", str(mine)).exit_code == 0  # its own: replaced
+    shutil.rmtree(mine)
