@@ -12,8 +12,11 @@ import dataclasses
 import hashlib
 import io
 import json
+import os
 import pickle
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,6 +28,7 @@ from pipeline.layout import RunLayout, seed_dir
 from pipeline.quant.pairing import artifact_sha256
 from pipeline.train.checkpoint import MAGIC, checkpoint_path
 from stages.cli import app
+from tests.conftest import ROOT
 from tests.stages.disk_state import disk_state, killed_at, one_line_error, stop_at
 from tests.train.helpers import tiny_params, write_params
 
@@ -180,3 +184,18 @@ def test_a_quantize_killed_between_its_outputs_is_refused_by_evaluate(workspace)
     assert invoke("quantize", "--seed", str(SEED), "--params", str(other)).exit_code == 0
     assert not any(x.name.endswith(".tmp") for x in run.run_dir.iterdir())  # the killed run's temp file is gone
     assert invoke("evaluate", "--seed", str(SEED), "--params", str(other)).exit_code == 0
+
+
+@pytest.mark.slow
+def test_under_torchrun_the_launcher_holds_the_lock_and_the_workers_run(workspace):
+    """nproc_per_node 2 re-launches under torchrun while the launcher holds the run lock:
+    the workers (told by --lock-held) must not refuse it, and the lock goes with the launcher."""
+    root, p, _, run = workspace
+    two = write_params(dataclasses.replace(p, train=dataclasses.replace(p.train, nproc_per_node=2, iterations=2)),
+                       root / "two.yaml")
+    done = subprocess.run([sys.executable, "-m", "stages.cli", "train", "--seed", str(SEED), "--params", str(two),
+                           "--no-progress"], cwd=root, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"seed {SEED}: 2 steps")
+    assert (run.train_dir / "final.pt").is_file() and not (run.run_dir / ".pgolf-lock").exists()
