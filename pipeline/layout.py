@@ -68,12 +68,6 @@ class RunLayout:
     def size_report(self) -> Path:
         return self.run_dir / "size.json"
 
-    @property
-    def outputs(self) -> tuple[Path, ...]:
-        """Every file or directory the per-seed stages write (for cleaning what a killed run left)."""
-        return (self.train_dir, self.train_log, self.val_log, self.train_summary, self.averaged,
-                self.artifact, self.size_report)
-
     def clear_work(self) -> None:
         """Remove the resume checkpoints (and what killed writes of them left); nothing else.
 

@@ -199,3 +199,19 @@ def test_under_torchrun_the_launcher_holds_the_lock_and_the_workers_run(workspac
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"seed {SEED}: 2 steps")
     assert (run.train_dir / "final.pt").is_file() and not (run.run_dir / ".pgolf-lock").exists()
+
+
+def test_training_removes_only_its_own_files_from_work(workspace):
+    """At the end of training pgolf removes its checkpoints and the temp files of killed checkpoint
+    writes (a pid that is gone); a file of the user's in work/ stays, and so does work/."""
+    root, _, params, run = workspace
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    run.work_dir.mkdir(parents=True)
+    (run.work_dir / "notes.txt").write_text("mine\n")
+    (run.work_dir / f".resume.rank0.pt.{dead.stdout.strip()}.abcd1234.tmp").write_bytes(b"half a checkpoint")
+    (run.work_dir / f".notes.txt.{dead.stdout.strip()}.abcd1234.tmp").write_text("not pgolf's pattern here\n")
+    result = invoke("train", "--seed", str(SEED), "--params", str(params), "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in run.work_dir.iterdir()) == [f".notes.txt.{dead.stdout.strip()}.abcd1234.tmp",
+                                                              "notes.txt"]
