@@ -248,8 +248,13 @@ def _swap_in(tmp: Path, path: Path) -> None:
         os.rmdir(old)
         os.rename(path, old)
         write_point(f"dir-old-aside:{path.name}")
-        os.rename(tmp, path)
-        _created.discard(os.path.abspath(old))
+        try:
+            os.rename(tmp, path)
+        except BaseException:
+            os.rename(old, path)  # put the old one back before reporting the failure
+            raise
+        finally:
+            _created.discard(os.path.abspath(old))
         _discard(old)
     _fsync_dir(path.parent)
 
