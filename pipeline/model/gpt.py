@@ -43,9 +43,12 @@ class MLP(nn.Module):
         self.fc = CastedLinear(dim, hidden)
         self.proj = CastedLinear(hidden, dim, zero_init=True)
         self.canon_d_after_relu = canon_d_after_relu
+        # Canon-D, set by the block (`mlp.canon_d`, the reference's name).
+        self.canon_d: nn.Module | None = None
 
-    def forward(self, x: Tensor, canon_d: nn.Module | None = None) -> Tensor:
+    def forward(self, x: Tensor) -> Tensor:
         h = self.fc(x)
+        canon_d = self.canon_d
         if canon_d is None:
             return self.proj(torch.relu(h).square())
         if self.canon_d_after_relu:
@@ -69,9 +72,20 @@ class Block(nn.Module):
             "c": dim,
             "d": cfg.mlp_hidden,
         }
+        # Created in the order a, b, c, d (the init draws); B lives in the attention
+        # and D in the MLP, under the reference's names (attn.canon_b, mlp.canon_d).
         for letter, width in widths.items():
             layer = Canon(width, cfg.canon) if letter.upper() in canon_placements else None
-            setattr(self, f"canon_{letter}", layer)
+            owner = {"b": self.attn, "d": self.mlp}.get(letter, self)
+            setattr(owner, f"canon_{letter}", layer)
+
+    @property
+    def canon_b(self) -> nn.Module | None:
+        return self.attn.canon_b
+
+    @property
+    def canon_d(self) -> nn.Module | None:
+        return self.mlp.canon_d
 
     def forward(self, x: Tensor, x0: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
         mix = self.resid_mix.to(x.dtype)
@@ -79,11 +93,11 @@ class Block(nn.Module):
         h = rms_norm(x) * self.ln_scale
         if self.canon_a is not None:
             h = self.canon_a(h)
-        x = x + self.attn_scale.to(x.dtype) * self.attn(h, cos, sin, self.canon_b)
+        x = x + self.attn_scale.to(x.dtype) * self.attn(h, cos, sin)
         h = rms_norm(x) * self.ln_scale
         if self.canon_c is not None:
             h = self.canon_c(h)
-        return x + self.mlp_scale.to(x.dtype) * self.mlp(h, self.canon_d)
+        return x + self.mlp_scale.to(x.dtype) * self.mlp(h)
 
 
 class GPT(nn.Module):
