@@ -180,6 +180,8 @@ def _tokenizer_for(
         raise DataError(f"the {source.describe()['kind']} corpus has no document with text "
                         f"to train the tokenizer on in {_where(source)}")
     model = train_tokenizer(itertools.chain([first], training), tcfg)
+    if tcfg.train_from == "all" and not tcfg.train_docs:  # the whole corpus went past: its size is known
+        _check_split_sizes(cfg, source, seen.count, max(seen.count - cfg.val_docs, 0))
     layout.tokenizer.write_bytes(model)
     processor = spm.SentencePieceProcessor(model_proto=model)
     check_vocab_size(processor, f"trained on {training.count} documents", tcfg.vocab_size,
