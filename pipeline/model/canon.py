@@ -29,7 +29,8 @@ the left-padded input), so its index runs the other way:
 i.e. `y_t = sum_j conv.weight[:, 0, j] * x_{t-(K-1)+j}`.  It is the layout of
 the reference's `nn.Conv1d(..., padding=K-1)` (output cropped to T) and of
 `causal_conv1d_fn`, so Canon weights interchange with the reference's as they
-are; `tests/model/test_components.py` checks it against the formula written out.
+are; `tests/model/test_reference_switches.py` checks it against the formula
+written out with hand-picked numbers (docs/model.md).
 
 Which blocks get Canon: `first_n` and `last_n` select the first and the last
 blocks; when both are set the selection is their union; when both are 0 every
