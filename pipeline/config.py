@@ -49,6 +49,9 @@ class TokenizerConfig:
     train_docs: int
     # Reuse an existing SentencePiece .model instead of training one ("" = train).
     model_path: str
+    # Which documents train the tokenizer: "all" = from document 0, validation
+    # included (the challenge's exporter); "train" = the training split only.
+    train_from: Literal["all", "train"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,9 @@ class CanonConfig:
     delta_gate: bool
     delta_gate_init: float
     weight_init: Literal["default", "zeros"]
+    # Canon-D between the relu and the square of relu^2 (PR #312's code) instead
+    # of on the hidden before the activation.
+    d_after_relu: bool
 
 
 @dataclass(frozen=True)
@@ -114,6 +120,11 @@ class ModelConfig:
     smear: bool
     attention_backend: Literal["auto", "sdpa", "fa3"]
     canon: CanonConfig
+    # Storage dtype of tok_emb and bigram.embed: the reference trains, averages
+    # and exports them in bf16 (`GPT(...).bfloat16()`), fp32 keeps full precision.
+    embed_dtype: Literal["bf16", "fp32"]
+    # SmearGate does not blend into a BOS position (no leak across documents).
+    smear_bos_mask: bool
 
     @property
     def head_dim(self) -> int:
@@ -171,6 +182,9 @@ class SwaConfig:
     max_snapshots: int  # 0 = keep all
     method: Literal["snapshots", "ema", "final"]
     last_k: int  # average only the last k kept snapshots (0 = all)
+    # Fewer snapshots than this -> the final weights (the reference's rule: 2);
+    # 0 = never fall back (one snapshot is used alone, none is an error).
+    min_snapshots: int
 
 
 @dataclass(frozen=True)
@@ -193,6 +207,9 @@ class EvalConfig:
     stride: int
     batch_seqs: int
     max_tokens: int  # cap on validation tokens scored (0 = all)
+    # "truncated": the stream cut to a multiple of seq_len targets, as the
+    # reference scores it; "full": every target.
+    stream: Literal["truncated", "full"]
 
 
 @dataclass(frozen=True)
@@ -443,6 +460,7 @@ def validate(p: Params) -> None:
     _check(0 < s.start_lrmul <= 1, "swa.start_lrmul", s.start_lrmul, "must be in (0, 1]")
     _check(s.max_snapshots >= 0, "swa.max_snapshots", s.max_snapshots, "must be >= 0")
     _check(s.last_k >= 0, "swa.last_k", s.last_k, "must be >= 0")
+    _check(s.min_snapshots >= 0, "swa.min_snapshots", s.min_snapshots, "must be >= 0")
     _check(s.max_snapshots == 0 or s.last_k <= s.max_snapshots, "swa.last_k", s.last_k,
            f"cannot exceed swa.max_snapshots={s.max_snapshots}")
     _check(s.method != "snapshots" or s.enabled, "swa.method", s.method,

@@ -28,7 +28,8 @@ SCORE_KEY = "sliding_bpb"  # the figure the verdict is about (SPEC §5: the slid
 # Sections of a metrics file that describe the run rather than measure it.
 NOT_FIGURES = ("seed", "provenance", "eval")
 # The columns of the Markdown table, in this order, where present (SPEC §5's per-seed figures).
-TABLE_FIGURES = ("sliding_bpb", "sliding_loss", "int6_standard_bpb", "prequant_standard_bpb", "steps",
+TABLE_FIGURES = ("sliding_bpb", "sliding_loss", "int6_standard_bpb", "prequant_averaged_standard_bpb",
+                 "prequant_final_standard_bpb", "steps",
                  "train_seconds", "mean_step_ms", "model_bytes", "total_bytes")
 
 

@@ -19,7 +19,8 @@ def swa_command(
     """Average one seed's weights into <run>/averaged.pt.
 
     swa.method: `snapshots` (uniform average of the kept SWA snapshots, or of the
-    last swa.last_k), `ema`, or `final` weights.
+    last swa.last_k; the final weights when fewer than swa.min_snapshots), `ema`,
+    or `final` weights.
     """
     from pipeline import atomic
     from pipeline.train.averaging import averaged_weights
@@ -35,5 +36,8 @@ def swa_command(
         state, info = averaged_weights(layout, p.swa)
         atomic.torch_save(state, layout.averaged)
     steps = info.get("snapshot_steps")
-    detail = f" of {len(steps)} snapshots (steps {steps[0]}..{steps[-1]})" if steps else ""
+    if "fallback_from" in info:
+        detail = f" weights: {len(steps)} snapshot(s), fewer than swa.min_snapshots={p.swa.min_snapshots}"
+    else:
+        detail = f" of {len(steps)} snapshots (steps {steps[0]}..{steps[-1]})" if steps else ""
     typer.echo(f"seed {seed}: {info['method']}{detail} -> {layout.averaged}")

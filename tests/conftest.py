@@ -24,11 +24,12 @@ def record_params() -> Params:
 
 
 def tiny_model_config(base: ModelConfig | None = None, **overrides) -> ModelConfig:
-    """A small model with every component on (Canon AC, XSA, bigram, smear)."""
+    """A small model with every component on (Canon AC, XSA, bigram, smear), in fp32
+    throughout (embed_dtype fp32: exact comparisons; tests of bf16 storage override it)."""
     base = base or load_params(ROOT / "params.yaml").model
     small = dict(
         num_layers=4, model_dim=64, num_heads=4, num_kv_heads=2, mlp_mult=2,
-        rope_dims=8, xsa_last_n=2, bigram_buckets=64, bigram_dim=16,
+        rope_dims=8, xsa_last_n=2, bigram_buckets=64, bigram_dim=16, embed_dtype="fp32",
     )
     small.update({k: v for k, v in overrides.items() if k != "canon"})
     cfg = dataclasses.replace(base, **small)

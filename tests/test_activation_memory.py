@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -45,7 +47,8 @@ def test_saved_bytes_grow_linearly_with_the_batch(model, bf16):
 
 
 def test_state_bytes_of_the_record_model(record_params):
-    """fp32 weights and gradients for all, plus Muon's momentum (matrices) or AdamW's two moments (the rest)."""
+    """Weights and gradients, plus Muon's momentum (matrices) or AdamW's two moments (the rest), all fp32
+    but the two embedding tables, which the record stores in bf16 (weight, gradient and moments: 2 bytes)."""
     m = record_params.model
     kv = m.num_kv_heads * m.head_dim
     per_block = 2 * m.model_dim**2 + 2 * m.model_dim * kv + 2 * m.model_dim * m.mlp_hidden
@@ -53,4 +56,9 @@ def test_state_bytes_of_the_record_model(record_params):
     model = GPT(m)
     total = sum(p.numel() for p in model.parameters())
     assert matrices == 26_017_792 and total == 26_845_283
-    assert state_bytes(model) == 4 * (3 * matrices + 4 * (total - matrices)) == 325_453_360
+    embeddings = m.vocab_size * m.model_dim + m.bigram_buckets * m.bigram_dim
+    assert m.embed_dtype == "bf16" and embeddings == 786_432
+    assert state_bytes(model) == 4 * (3 * matrices + 4 * (total - matrices - embeddings)) + 2 * 4 * embeddings
+    assert state_bytes(model) == 319_161_904
+    fp32 = GPT(dataclasses.replace(m, embed_dtype="fp32"))
+    assert state_bytes(fp32) == 4 * (3 * matrices + 4 * (total - matrices)) == 325_453_360

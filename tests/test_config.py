@@ -33,6 +33,9 @@ def test_record_values_match_spec(record_params):
     assert p.quant.zstd_level == 22 and p.quant.cap_bytes == 16_000_000
     assert (p.eval.seq_len, p.eval.stride, p.eval.batch_seqs) == (2048, 64, 32)
     assert p.report.baseline_bpb == 1.1428
+    # Where the reference's behaviour produced the score, the record reproduces it.
+    assert (m.embed_dtype, m.smear_bos_mask, m.canon.d_after_relu) == ("bf16", False, False)
+    assert (p.eval.stream, p.swa.min_snapshots, p.data.tokenizer.train_from) == ("truncated", 2, "all")
     assert p.data.val_docs == 50_000 and p.data.shard_tokens == 100_000_000
 
 
@@ -57,6 +60,10 @@ def test_digest_is_stable_and_sensitive(record_params):
         ("eval.stride", 4096, "eval.stride: must be in [1, eval.seq_len=2048]"),
         ("model.canon.placements", "AX", "model.canon.placements: must be distinct letters"),
         ("data.source", "web", "data.source: must be one of 'embedded' | 'files' | 'fineweb' | 'shards'"),
+        ("model.embed_dtype", "fp16", "model.embed_dtype: must be one of 'bf16' | 'fp32'"),
+        ("eval.stream", "tail", "eval.stream: must be one of 'truncated' | 'full'"),
+        ("data.tokenizer.train_from", "val", "data.tokenizer.train_from: must be one of 'all' | 'train'"),
+        ("swa.min_snapshots", -1, "swa.min_snapshots: must be >= 0"),
     ],
 )
 def test_inconsistent_values_are_rejected_with_key_path(raw, path, value, message):

@@ -24,7 +24,7 @@ BIN = str(Path(sys.executable).parent)  # dvc and pgolf live next to this interp
 PARAMS = {
     "prepare": {"data"},
     "train": {"model", "train", "swa.enabled", "swa.every", "swa.start_lrmul", "swa.max_snapshots"},
-    "swa": {"swa.method", "swa.last_k"},
+    "swa": {"swa.method", "swa.last_k", "swa.min_snapshots"},
     "quantize": {"quant"},
     "evaluate": {"eval", "model", "train.nproc_per_node"},
     "report": {"report", "seeds"},
@@ -120,6 +120,7 @@ def test_parameter_groups_reach_only_the_stages_that_read_them(stages):
     assert readers("eval.stride") == {"evaluate"}
     assert "prepare" not in readers("model.num_layers")
     assert readers("swa.method") == {"swa"} and readers("swa.last_k") == {"swa"}
+    assert readers("swa.min_snapshots") == {"swa"}
     assert readers("swa.every") == {"train"}
     assert readers("data.val_docs") == {"prepare"}
 
@@ -163,8 +164,9 @@ def test_outputs_and_upstream_deps_follow_the_layout(stages, record_params):
         assert paths(s("quantize").outs) == {str(run.artifact), str(run.size_report)}
         assert str(run.averaged) in paths(s("quantize").deps)
         assert paths(s("evaluate").outs) == {str(metrics.seed(seed))}
-        assert {str(run.artifact), str(run.averaged), str(run.train_summary), str(run.size_report),
-                data} <= paths(s("evaluate").deps)
+        # train/ holds the final weights: the pre-quantisation figure of the live weights.
+        assert {str(run.artifact), str(run.averaged), str(run.train_dir), str(run.train_summary),
+                str(run.size_report), data} <= paths(s("evaluate").deps)
     assert paths(stages["report"].outs) == {str(metrics.summary), str(metrics.summary_table)}
     assert str(metrics.seeds_dir) in paths(stages["report"].deps)
 

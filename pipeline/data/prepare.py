@@ -4,10 +4,15 @@ Everything is built in a temporary directory next to ``data.out_dir`` and
 swapped in at the end (`pipeline.atomic.atomic_dir`): a failure at any point
 leaves no half-written output and the previous output untouched.
 
-Text sources (embedded, files, fineweb docs) go through SPEC §1: cleaning,
-the ``max_docs`` cap, the first ``val_docs`` documents as validation and the
-rest as training (file order, no shuffling), a BPE tokenizer trained on the
-training documents (or reused), then ``[bos] + ids`` per document into shards.
+Text sources (embedded, files, fineweb docs) follow the challenge's exporter
+(``data/download_hf_docs_and_tokenize.py``): every document the source yields
+counts, raw, as it is (an empty one becomes a lone BOS, a NUL is encoded as
+its byte token); after the ``max_docs`` cap the first ``val_docs`` documents
+are validation and the rest training (file order, no shuffling), and each
+becomes ``[bos] + ids`` in the shards.  SPEC §1's cleaning (NUL -> space,
+strip, drop empty) touches only the tokenizer's training text, which comes
+from document 0 (``data.tokenizer.train_from: all``, the exporter's rule) or
+from the training split only (``train``); a tokenizer can also be reused.
 Ready shards (fineweb shards, a local shards directory) are validated and
 linked in as they are.  The same input always gives byte-identical outputs.
 """
@@ -110,9 +115,21 @@ def _text_source(cfg: DataConfig, download: Downloader) -> TextSource:
 
 
 def _documents(source: TextSource, cfg: DataConfig) -> Iterator[str]:
-    """The cleaned documents the stage uses: SPEC cleaning, then the ``max_docs`` cap."""
-    docs = clean_documents(source.documents())
+    """The raw documents the stage splits and encodes: every one, up to the ``max_docs`` cap."""
+    docs = source.documents()
     return itertools.islice(docs, cfg.max_docs) if cfg.max_docs else docs
+
+
+def tokenizer_training_text(docs: Iterable[str], cfg: DataConfig) -> Iterator[str]:
+    """The tokenizer's training text: which raw documents (`train_from`, `train_docs`), then cleaned.
+
+    ``all`` takes documents from 0 as the exporter does (its ``--tokenizer-train-docs``
+    counts raw documents, empty ones included); ``train`` starts after the validation split.
+    """
+    tcfg = cfg.tokenizer
+    start = 0 if tcfg.train_from == "all" else cfg.val_docs
+    stop = start + tcfg.train_docs if tcfg.train_docs else None
+    return clean_documents(itertools.islice(docs, start, stop))
 
 
 def _from_text(
@@ -155,17 +172,22 @@ def _tokenizer_for(
         return processor, {"origin": "reused", "model_path": tcfg.model_path}
 
     seen = _Counted(_documents(source, cfg))
-    stop = cfg.val_docs + tcfg.train_docs if tcfg.train_docs else None
-    training = _Counted(itertools.islice(seen, cfg.val_docs, stop))
+    training = _Counted(tokenizer_training_text(seen, cfg))
     first = next(training, None)
     if first is None:
-        _check_split_sizes(cfg, source, seen.count, 0)
+        if tcfg.train_from == "train" or seen.count == 0:
+            _check_split_sizes(cfg, source, seen.count, max(seen.count - cfg.val_docs, 0))
+        raise DataError(f"the {source.describe()['kind']} corpus has no document with text "
+                        f"to train the tokenizer on in {_where(source)}")
     model = train_tokenizer(itertools.chain([first], training), tcfg)
+    if tcfg.train_from == "all" and not tcfg.train_docs:  # the whole corpus went past: its size is known
+        _check_split_sizes(cfg, source, seen.count, max(seen.count - cfg.val_docs, 0))
     layout.tokenizer.write_bytes(model)
     processor = spm.SentencePieceProcessor(model_proto=model)
     check_vocab_size(processor, f"trained on {training.count} documents", tcfg.vocab_size,
                      "data.tokenizer.vocab_size")
-    info = {"origin": "trained", "train_docs": training.count, "settings": trainer_settings(tcfg)}
+    info = {"origin": "trained", "train_docs": training.count, "train_from": tcfg.train_from,
+            "settings": trainer_settings(tcfg)}
     return processor, info
 
 
@@ -186,7 +208,7 @@ def _encode_split(
 def _check_split_sizes(cfg: DataConfig, source: TextSource, total: int, train: int) -> None:
     kind = source.describe()["kind"]
     if total == 0:
-        raise DataError(f"the {kind} corpus is empty: no non-empty documents in {_where(source)}")
+        raise DataError(f"the {kind} corpus is empty: no documents in {_where(source)}")
     if train == 0:
         capped = f" (data.max_docs={cfg.max_docs})" if cfg.max_docs else ""
         raise DataError(f"the {kind} corpus has {total} documents{capped} but data.val_docs={cfg.val_docs} "

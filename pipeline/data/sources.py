@@ -2,9 +2,11 @@
 
 A `TextSource` yields raw document texts in a fixed order and can be read
 more than once (the tokenizer is trained on one pass, the shards are written
-on another).  `clean_documents` applies SPEC §1's cleaning (NUL becomes a
-space, surrounding whitespace is stripped, empty documents are dropped) and
-`CorpusHash` fingerprints exactly the documents that were used.
+on another).  Every document a source yields is one document of the corpus,
+raw (the exporter's rule).  `clean_documents` applies SPEC §1's cleaning (NUL
+becomes a space, surrounding whitespace is stripped, empty documents are
+dropped) to the tokenizer's training text only, and `CorpusHash` fingerprints
+exactly the documents that were split and encoded.
 
 Local files (``data.source: files``):
 
@@ -158,11 +160,12 @@ def clean_documents(texts: Iterable[str]) -> Iterator[str]:
 
 
 class CorpusHash:
-    """sha256 of the cleaned documents actually used, computed while they stream past.
+    """sha256 of the raw documents actually used, computed while they stream past.
 
-    Each document is hashed as its UTF-8 bytes followed by a NUL byte (cleaning
-    removed every NUL, so the separator is unambiguous).  It fingerprints the
-    corpus the same way for every source, including a ``max_docs`` prefix.
+    Each document is hashed as its UTF-8 byte length (8 bytes, little endian)
+    followed by its bytes: unambiguous for any text, NUL and empty documents
+    included.  It fingerprints the corpus the same way for every source,
+    including a ``max_docs`` prefix.
     """
 
     def __init__(self) -> None:
@@ -173,8 +176,8 @@ class CorpusHash:
     def watch(self, texts: Iterable[str]) -> Iterator[str]:
         for text in texts:
             data = text.encode("utf-8")
+            self._sha.update(len(data).to_bytes(8, "little"))
             self._sha.update(data)
-            self._sha.update(b"\x00")
             self.documents += 1
             self.bytes += len(data)
             yield text

@@ -159,9 +159,23 @@ def all_reduce_sums(sums: EvalSums, rt: Runtime) -> EvalSums:
     return EvalSums(loss_sum, round(tokens), round(nbytes))
 
 
+def truncate_to_windows(stream: Tensor, seq_len: int) -> Tensor:
+    """The stream cut to a whole number of `seq_len`-target windows (+1 token for the last target).
+
+    The reference loads its validation tokens this way for every evaluation, the
+    sliding window included: the record's 62,021,632 targets are 30,284 x 2048.
+    """
+    usable = ((stream.numel() - 1) // seq_len) * seq_len
+    if usable <= 0:
+        raise ValueError(f"the validation stream has {stream.numel() - 1} targets, fewer than eval.seq_len={seq_len}")
+    return stream[: usable + 1]
+
+
 def _evaluate(plan_fn, model: Any, tokens: Tensor | np.ndarray, luts: ByteLuts, cfg: EvalConfig, rt: Runtime,
               progress: Progress | None) -> EvalSums:
     stream = as_token_stream(tokens, cfg.max_tokens)
+    if cfg.stream == "truncated":
+        stream = truncate_to_windows(stream, cfg.seq_len)
     plan = plan_fn(stream.numel() - 1)
     sums = score_windows(model, stream, plan, luts, rt, cfg.batch_seqs, progress=progress)
     return all_reduce_sums(sums, rt)

@@ -87,18 +87,33 @@ def figures(prefix: str, sums: EvalSums, seconds: float) -> dict[str, Any]:
     }
 
 
+def _same_weights(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> bool:
+    return a.keys() == b.keys() and all(a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]) for k in a)
+
+
 def seed_metrics(ev: Evaluator, layout: RunLayout) -> dict[str, Any]:
     """SPEC §5's per-seed figures: pre-quantisation standard, int6 round-trip standard and
-    int6 sliding-window bpb, plus steps, train time and sizes from the earlier stages."""
-    for needed in (layout.averaged, layout.artifact, layout.train_summary, layout.size_report):
+    int6 sliding-window bpb, plus steps, train time and sizes from the earlier stages.
+
+    Two pre-quantisation figures: `prequant_final_standard_*` on the live weights
+    at the end of training (the figure the reference logs, before it averages) and
+    `prequant_averaged_standard_*` on the weights the swa stage wrote (the ones
+    that get quantised).  When these are the same weights, one pass serves both.
+    """
+    for needed in (layout.final_weights, layout.averaged, layout.artifact, layout.train_summary,
+                   layout.size_report):
         if not needed.is_file():
             raise PgolfError(f"{needed}: missing (run the earlier stages first)")
     state, meta = read_artifact(layout.artifact)
     if meta.get("model") != dataclasses.asdict(ev.model_cfg):
         raise ArtifactError(f"{layout.artifact}: built for a different model configuration than params `model`")
     metrics: dict[str, Any] = {}
+    final = torch.load(layout.final_weights, map_location="cpu", weights_only=True)
+    final_figures = ev.standard(ev.model_from_state(final))
+    metrics.update(figures("prequant_final_standard", *final_figures))
     averaged = torch.load(layout.averaged, map_location="cpu", weights_only=True)
-    metrics.update(figures("prequant_standard", *ev.standard(ev.model_from_state(averaged))))
+    averaged_figures = final_figures if _same_weights(final, averaged) else ev.standard(ev.model_from_state(averaged))
+    metrics.update(figures("prequant_averaged_standard", *averaged_figures))
     model = ev.model_from_state(state)
     metrics.update(figures("int6_standard", *ev.standard(model)))
     metrics.update(figures("sliding", *ev.sliding(model)))

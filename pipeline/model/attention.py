@@ -65,12 +65,14 @@ class CausalSelfAttention(nn.Module):
         self.c_v = CastedLinear(dim, kv_dim)
         self.proj = CastedLinear(dim, dim, zero_init=True)
         self.q_gain = nn.Parameter(torch.full((cfg.num_heads,), float(cfg.q_gain_init), dtype=torch.float32))
+        # Canon-B on the concatenated q|k|v, set by the block (`attn.canon_b`, the reference's name).
+        self.canon_b: nn.Module | None = None
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, canon_b: nn.Module | None = None) -> Tensor:
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
         b, t, dim = x.shape
         q, k, v = self.c_q(x), self.c_k(x), self.c_v(x)
-        if canon_b is not None:
-            qkv = canon_b(torch.cat((q, k, v), dim=-1))
+        if self.canon_b is not None:
+            qkv = self.canon_b(torch.cat((q, k, v), dim=-1))
             q, k, v = qkv.split((q.size(-1), k.size(-1), v.size(-1)), dim=-1)
         q = q.reshape(b, t, self.num_heads, self.head_dim)
         k = k.reshape(b, t, self.num_kv_heads, self.head_dim)

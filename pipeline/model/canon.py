@@ -19,6 +19,19 @@ went from 103.2 to 89.8 ms (84.5 ms without Canon).  The weight lives in an
 `nn.Conv1d` (`conv.weight` of shape (C, 1, K), `conv.bias`) so that "default"
 init is exactly PyTorch's Conv1d init.
 
+Kernel order.  SPEC §2 writes the convolution with w_k weighting the token k
+steps back.  The stored weight follows `nn.Conv1d` (a cross-correlation over
+the left-padded input), so its index runs the other way:
+
+    conv.weight[c, 0, j] = w_{K-1-j}[c]      (j = K-1 is the current token,
+                                              j = 0 the oldest, K-1 steps back)
+
+i.e. `y_t = sum_j conv.weight[:, 0, j] * x_{t-(K-1)+j}`.  It is the layout of
+the reference's `nn.Conv1d(..., padding=K-1)` (output cropped to T) and of
+`causal_conv1d_fn`, so Canon weights interchange with the reference's as they
+are; `tests/model/test_reference_switches.py` checks it against the formula
+written out with hand-picked numbers (docs/model.md).
+
 Which blocks get Canon: `first_n` and `last_n` select the first and the last
 blocks; when both are set the selection is their union; when both are 0 every
 block gets Canon.
@@ -65,6 +78,7 @@ class Canon(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         weight = self.conv.weight.to(x.dtype)
         bias = self.conv.bias.to(x.dtype) if self.conv.bias is not None else None
+        # windows[..., j] = x_{t-(K-1)+j}: stored index j weights the token K-1-j steps back.
         windows = F.pad(x, (0, 0, self.kernel - 1, 0)).unfold(1, self.kernel, 1)  # (B, T, C, K)
         y = (windows * weight[:, 0, :]).sum(dim=-1)
         if bias is not None:

@@ -18,6 +18,9 @@ from pipeline.model.layers import CastedLinear
 HASH_MUL_CURRENT = 36313
 HASH_MUL_PREVIOUS = 27191
 
+# SPEC §1's fixed ids: every document starts with bos = 1.
+BOS_ID = 1
+
 
 def bigram_buckets(ids: Tensor, num_buckets: int) -> Tensor:
     """Bucket of each position: xor(36313 id[t], 27191 id[t-1]) mod (buckets-1);
@@ -46,20 +49,31 @@ class BigramHash(nn.Module):
         self.scale = nn.Parameter(torch.tensor(float(scale_init), dtype=torch.float32))
 
     def forward(self, ids: Tensor) -> Tensor:
-        h = self.embed(bigram_buckets(ids, self.num_buckets))
+        h = self.embed(bigram_buckets(ids, self.num_buckets)).float()  # bf16 storage computes like fp32
         if self.proj is not None:
             h = self.proj(h)
         return h * self.scale.to(h.dtype)
 
 
 class SmearGate(nn.Module):
-    """out_t = (1 - g) x_t + g x_{t-1} with g = sigmoid(gate) per channel, x_{-1} = 0."""
+    """out_t = (1 - g) x_t + g x_{t-1} with g = sigmoid(gate) per channel, x_{-1} = 0.
 
-    def __init__(self, dim: int) -> None:
+    In a packed stream position t-1 may be the last token of the previous
+    document.  With `bos_mask` a BOS position sees x_{t-1} = 0, exactly as the
+    stream's first position does, so nothing leaks across documents (the later
+    records' `not_bos` fix); without it the reference's behaviour is kept.
+    """
+
+    def __init__(self, dim: int, bos_mask: bool = False) -> None:
         super().__init__()
+        self.bos_mask = bos_mask
         self.gate = nn.Parameter(torch.zeros(dim, dtype=torch.float32))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, ids: Tensor | None = None) -> Tensor:
         g = torch.sigmoid(self.gate.to(x.dtype))
         prev = torch.cat((torch.zeros_like(x[:, :1]), x[:, :-1]), dim=1)
+        if self.bos_mask:
+            if ids is None:
+                raise ValueError("SmearGate with bos_mask needs the token ids")
+            prev = prev * (ids != BOS_ID).unsqueeze(-1).to(x.dtype)
         return (1 - g) * x + g * prev

@@ -34,18 +34,26 @@ from pipeline.model.rotary import Rotary
 
 
 class MLP(nn.Module):
-    """proj(relu(fc(x))^2), with Canon-D (when given) on the hidden before the activation."""
+    """proj(relu(fc(x))^2), with Canon-D (when given) on the hidden before the
+    activation, or with `canon_d_after_relu` between the relu and the square
+    (where PR #312's code puts it: proj(canon_d(relu(fc(x)))^2))."""
 
-    def __init__(self, dim: int, hidden: int) -> None:
+    def __init__(self, dim: int, hidden: int, canon_d_after_relu: bool = False) -> None:
         super().__init__()
         self.fc = CastedLinear(dim, hidden)
         self.proj = CastedLinear(hidden, dim, zero_init=True)
+        self.canon_d_after_relu = canon_d_after_relu
+        # Canon-D, set by the block (`mlp.canon_d`, the reference's name).
+        self.canon_d: nn.Module | None = None
 
-    def forward(self, x: Tensor, canon_d: nn.Module | None = None) -> Tensor:
+    def forward(self, x: Tensor) -> Tensor:
         h = self.fc(x)
-        if canon_d is not None:
-            h = canon_d(h)
-        return self.proj(torch.relu(h).square())
+        canon_d = self.canon_d
+        if canon_d is None:
+            return self.proj(torch.relu(h).square())
+        if self.canon_d_after_relu:
+            return self.proj(canon_d(torch.relu(h)).square())
+        return self.proj(torch.relu(canon_d(h)).square())
 
 
 class Block(nn.Module):
@@ -54,7 +62,7 @@ class Block(nn.Module):
         dim = cfg.model_dim
         self.ln_scale = 1.0 / math.sqrt(index + 1) if cfg.ln_scale else 1.0
         self.attn = CausalSelfAttention(cfg, use_xsa)
-        self.mlp = MLP(dim, cfg.mlp_hidden)
+        self.mlp = MLP(dim, cfg.mlp_hidden, cfg.canon.d_after_relu)
         self.attn_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))
         self.mlp_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))
         self.resid_mix = nn.Parameter(torch.stack((torch.ones(dim), torch.zeros(dim))).float())
@@ -64,9 +72,20 @@ class Block(nn.Module):
             "c": dim,
             "d": cfg.mlp_hidden,
         }
+        # Created in the order a, b, c, d (the init draws); B lives in the attention
+        # and D in the MLP, under the reference's names (attn.canon_b, mlp.canon_d).
         for letter, width in widths.items():
             layer = Canon(width, cfg.canon) if letter.upper() in canon_placements else None
-            setattr(self, f"canon_{letter}", layer)
+            owner = {"b": self.attn, "d": self.mlp}.get(letter, self)
+            setattr(owner, f"canon_{letter}", layer)
+
+    @property
+    def canon_b(self) -> nn.Module | None:
+        return self.attn.canon_b
+
+    @property
+    def canon_d(self) -> nn.Module | None:
+        return self.mlp.canon_d
 
     def forward(self, x: Tensor, x0: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
         mix = self.resid_mix.to(x.dtype)
@@ -74,11 +93,11 @@ class Block(nn.Module):
         h = rms_norm(x) * self.ln_scale
         if self.canon_a is not None:
             h = self.canon_a(h)
-        x = x + self.attn_scale.to(x.dtype) * self.attn(h, cos, sin, self.canon_b)
+        x = x + self.attn_scale.to(x.dtype) * self.attn(h, cos, sin)
         h = rms_norm(x) * self.ln_scale
         if self.canon_c is not None:
             h = self.canon_c(h)
-        return x + self.mlp_scale.to(x.dtype) * self.mlp(h, self.canon_d)
+        return x + self.mlp_scale.to(x.dtype) * self.mlp(h)
 
 
 class GPT(nn.Module):
@@ -93,7 +112,7 @@ class GPT(nn.Module):
             BigramHash(cfg.bigram_buckets, cfg.bigram_dim, dim, cfg.bigram_scale_init)
             if cfg.bigram_buckets > 0 else None
         )
-        self.smear = SmearGate(dim) if cfg.smear else None
+        self.smear = SmearGate(dim, cfg.smear_bos_mask) if cfg.smear else None
         self.num_encoder = L // 2
         self.num_decoder = L - self.num_encoder
         self.skip_weights = nn.Parameter(torch.ones(min(self.num_encoder, self.num_decoder), dim))
@@ -105,6 +124,15 @@ class GPT(nn.Module):
         )
         self.rotary = Rotary(cfg.rope_dims, cfg.rope_base, cfg.rope_ref_len)
         init_weights(self, L, cfg.tied_embed_init_std)
+        if cfg.embed_dtype == "bf16":
+            # As the reference's `GPT(...).bfloat16()`: initialised in fp32, then
+            # stored (trained, averaged, exported) in bf16.
+            for table in self.embedding_tables():
+                table.weight.data = table.weight.data.to(torch.bfloat16)
+
+    def embedding_tables(self) -> list[nn.Embedding]:
+        """The lookup tables whose storage dtype `model.embed_dtype` sets."""
+        return [self.tok_emb] + ([self.bigram.embed] if self.bigram is not None else [])
 
     def set_qat(self, enabled: bool) -> None:
         """Switch late QAT on every CastedLinear; takes effect in compiled graphs too
@@ -119,12 +147,12 @@ class GPT(nn.Module):
 
     def logits(self, ids: Tensor) -> Tensor:
         """Soft-capped logits (B, T, vocab) for token ids (B, T)."""
-        x = self.tok_emb(ids)
+        x = self.tok_emb(ids).float()
         if self.bigram is not None:
             x = x + self.bigram(ids)
         x = rms_norm(to_activation_dtype(x))
         if self.smear is not None:
-            x = self.smear(x)
+            x = self.smear(x, ids)
         x0 = x
         cos, sin = self.rotary(ids.size(1), ids.device)
         skips: list[Tensor] = []

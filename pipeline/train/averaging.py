@@ -107,10 +107,14 @@ def averaged_weights(layout: RunLayout, cfg: SwaConfig) -> tuple[dict[str, Tenso
         return torch.load(layout.ema_weights, map_location="cpu", weights_only=True), {"method": "ema"}
     bundle = torch.load(layout.snapshots, map_location="cpu", weights_only=True)
     steps, states = bundle["steps"], bundle["states"]
+    if cfg.last_k:
+        steps, states = steps[-cfg.last_k:], states[-cfg.last_k:]
+    if cfg.min_snapshots and len(states) < cfg.min_snapshots:
+        # The reference's rule: an average of fewer than 2 snapshots is not taken.
+        final = torch.load(layout.final_weights, map_location="cpu", weights_only=True)
+        return final, {"method": "final", "fallback_from": "snapshots", "snapshot_steps": list(steps)}
     if not states:
         raise TrainingError(
             f"{layout.snapshots}: no SWA snapshots were taken (training never reached "
             f"lr_mul < swa.start_lrmul={cfg.start_lrmul} at a multiple of swa.every={cfg.every})")
-    if cfg.last_k:
-        steps, states = steps[-cfg.last_k:], states[-cfg.last_k:]
     return average_states(states), {"method": "snapshots", "snapshot_steps": list(steps)}

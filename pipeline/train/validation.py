@@ -30,6 +30,7 @@ class Validator:
             stride=t.seq_len,
             batch_seqs=max(1, t.train_batch_tokens // (8 * t.seq_len)),
             max_tokens=t.val_max_tokens,
+            stream="truncated",  # standard windows drop the partial tail either way
         )
         self.rt = rt
 

@@ -16,7 +16,6 @@ from pipeline.data.layout import DataLayout
 from pipeline.data.manifest import file_sha256
 from pipeline.data.prepare import prepare
 from pipeline.data.shards import read_shard
-from pipeline.data.sources import clean_documents
 from pipeline.errors import DataError
 from tests.conftest import EMBEDDED_SHARD_TOKENS, embedded_config
 from tests.data.helpers import SMALL_VOCAB, data_config, pydoc_paragraphs, small_tokenizer, write_jsonl
@@ -47,12 +46,13 @@ def test_layout_and_counts_match_the_manifest(embedded_data):
             assert shard["sha256"] == file_sha256(f)
     assert manifest["tokenizer"]["sha256"] == file_sha256(layout.tokenizer)
     assert manifest["tokenizer"]["origin"] == "trained"
-    assert manifest["tokenizer"]["train_docs"] == cfg.max_docs - cfg.val_docs
+    assert manifest["tokenizer"]["train_docs"] == cfg.max_docs  # from document 0 (train_from: all)
     assert manifest["tokenizer"]["settings"]["normalization_rule_name"] == "nmt_nfkc"
     assert manifest["sentencepiece_version"] == spm.__version__
     assert manifest["source"]["kind"] == "embedded"
-    docs = list(itertools.islice(clean_documents(iter_embedded_documents()), cfg.max_docs))
-    expected_sha = hashlib.sha256(b"".join(d.encode() + b"\x00" for d in docs)).hexdigest()
+    docs = list(itertools.islice(iter_embedded_documents(), cfg.max_docs))  # raw, as encoded
+    expected_sha = hashlib.sha256(b"".join(len(d.encode()).to_bytes(8, "little") + d.encode()
+                                           for d in docs)).hexdigest()
     assert manifest["corpus"] == {"documents": cfg.max_docs, "bytes": sum(len(d.encode()) for d in docs),
                                   "sha256": expected_sha}
 
@@ -60,7 +60,7 @@ def test_layout_and_counts_match_the_manifest(embedded_data):
 def test_first_val_docs_are_validation_in_file_order(embedded_data):
     layout, cfg = embedded_data.layout, embedded_data.cfg
     sp = spm.SentencePieceProcessor(model_file=str(layout.tokenizer))
-    docs = list(itertools.islice(clean_documents(iter_embedded_documents()), cfg.max_docs))
+    docs = list(itertools.islice(iter_embedded_documents(), cfg.max_docs))  # raw documents
     for split, expected_docs in (("val", docs[: cfg.val_docs]), ("train", docs[cfg.val_docs :])):
         files = layout.val_files() if split == "val" else layout.train_files()
         stream = np.concatenate([read_shard(f) for f in files])
@@ -95,13 +95,14 @@ def test_files_source_with_reused_tokenizer(tmp_path):
 
 
 def test_max_docs_caps_the_corpus_and_train_docs_caps_tokenizer_text(tmp_path):
-    write_jsonl(tmp_path / "c.jsonl", ["", "  "] + pydoc_paragraphs(900))  # empty documents are skipped
+    write_jsonl(tmp_path / "c.jsonl", ["", "  "] + pydoc_paragraphs(900))  # empty documents count
     cfg = data_config(source="files", files=[tmp_path / "c.jsonl"], out_dir=str(tmp_path / "out"), val_docs=5,
                       max_docs=850, shard_tokens=100_000,
                       tokenizer={"vocab_size": SMALL_VOCAB, "train_docs": 700})
     summary = prepare(cfg)
     assert summary.split("val")["documents"] + summary.split("train")["documents"] == 850
-    assert summary.manifest["tokenizer"]["train_docs"] == 700
+    # train_docs counts raw documents from document 0; the two empty ones give no training text.
+    assert summary.manifest["tokenizer"]["train_docs"] == 698
     assert len(summary.split("train")["shards"]) == 1
 
 

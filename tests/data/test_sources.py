@@ -78,6 +78,11 @@ def test_cleaning_follows_spec():
 
 def test_corpus_hash_covers_exactly_the_documents_used():
     corpus = CorpusHash()
-    assert list(corpus.watch(["ab", "c"])) == ["ab", "c"]
-    assert corpus.hexdigest() == hashlib.sha256(b"ab\x00c\x00").hexdigest()
-    assert (corpus.documents, corpus.bytes) == (2, 3)
+    assert list(corpus.watch(["ab", "", "c\x00"])) == ["ab", "", "c\x00"]
+    framed = b"\x02" + bytes(7) + b"ab" + bytes(8) + b"\x02" + bytes(7) + b"c\x00"
+    assert corpus.hexdigest() == hashlib.sha256(framed).hexdigest()
+    assert (corpus.documents, corpus.bytes) == (3, 4)
+    # Length framing: moving a NUL across a document boundary changes the hash.
+    other = CorpusHash()
+    list(other.watch(["ab\x00", "c"]))
+    assert other.hexdigest() != corpus.hexdigest()

@@ -39,7 +39,9 @@ def luts(sp_model):
 
 @pytest.fixture()
 def eval_cfg(record_params):
-    return dataclasses.replace(record_params.eval, seq_len=SEQ_LEN, stride=STRIDE, batch_seqs=4, max_tokens=0)
+    # The whole stream (eval.stream: full); the truncated stream has its own test below.
+    return dataclasses.replace(record_params.eval, seq_len=SEQ_LEN, stride=STRIDE, batch_seqs=4, max_tokens=0,
+                               stream="full")
 
 
 def sliding_context_start(i: int, n: int, seq_len: int, stride: int) -> int:
@@ -154,3 +156,24 @@ def test_sliding_with_the_gpt(val_tokens, luts, cpu_rt, eval_cfg):
             expected += F.cross_entropy(logits[rows].float(), tokens[torch.tensor(targets) + 1], reduction="sum").item()
     assert sums.tokens == n
     assert sums.loss_sum == pytest.approx(expected, rel=1e-5)
+
+
+def test_truncated_stream_scores_whole_windows_only(val_tokens, luts, cpu_rt, eval_cfg, sp_model):
+    # The reference cuts the validation tokens to a multiple of seq_len targets for every
+    # evaluation, the sliding window included: 399 targets -> 12 x 32 = 384.
+    model = ToyLM(sp_model.vocab_size())
+    truncated = dataclasses.replace(eval_cfg, stream="truncated")
+    n = val_tokens.numel() - 1
+    assert n == 399
+    sums = evaluate_sliding_window(model, val_tokens, luts, truncated, cpu_rt)
+    assert sums.tokens == 384 and sums.bytes == stream_bytes(val_tokens[:385], luts)
+    assert sums == evaluate_sliding_window(model, val_tokens[:385], luts, eval_cfg, cpu_rt)
+    full = evaluate_sliding_window(model, val_tokens, luts, eval_cfg, cpu_rt)
+    assert full.tokens == 399 and full.loss_sum > sums.loss_sum
+    # Standard windows drop the partial tail either way; max_tokens caps before the cut.
+    assert evaluate_standard(model, val_tokens, luts, truncated, cpu_rt) == evaluate_standard(
+        model, val_tokens, luts, eval_cfg, cpu_rt)
+    capped = dataclasses.replace(truncated, max_tokens=100)
+    assert evaluate_sliding_window(model, val_tokens, luts, capped, cpu_rt).tokens == 96
+    with pytest.raises(ValueError, match="fewer than eval.seq_len=32"):
+        evaluate_sliding_window(model, val_tokens[:20], luts, truncated, cpu_rt)

@@ -1,4 +1,4 @@
-"""SPEC §7 G1-G3: the reference implementation's losses on SPEC-filled weights."""
+"""SPEC §7 G1-G3: the reference implementation's losses on SPEC-filled weights, fp32 throughout."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ def test_golden_loss(record_params, layers, dim, xsa, seq_len, expected):
         record_params.model, num_layers=layers, model_dim=dim, num_heads=4, num_kv_heads=2,
         xsa_last_n=xsa, bigram_buckets=512, bigram_dim=64, rope_dims=16, rope_base=10000.0,
         ln_scale=True, logit_softcap=30.0, vocab_size=1024, mlp_mult=3,
+        embed_dtype="fp32",  # SPEC §7: CPU, fp32 throughout (the record stores embeddings in bf16)
     )
     model = GPT(canon_config(cfg, placements="")).eval()
     g = fill_like_spec(model)

@@ -74,7 +74,9 @@ def test_state_dict_names_and_no_buffers():
     model = GPT(cfg)
     per_block = ["attn.c_q.weight", "attn.c_k.weight", "attn.c_v.weight", "attn.proj.weight", "attn.q_gain",
                  "mlp.fc.weight", "mlp.proj.weight", "attn_scale", "mlp_scale", "resid_mix"]
-    canon = [f"canon_{p}.{n}" for p in "abcd" for n in ("conv.weight", "conv.bias", "delta_gate_logit")]
+    # The reference's names: B inside the attention, D inside the MLP.
+    canon = [f"{owner}canon_{p}.{n}" for owner, p in (("", "a"), ("attn.", "b"), ("", "c"), ("mlp.", "d"))
+             for n in ("conv.weight", "conv.bias", "delta_gate_logit")]
     expected = {"tok_emb.weight", "bigram.embed.weight", "bigram.proj.weight", "bigram.scale", "smear.gate",
                 "skip_weights"}
     expected |= {f"blocks.{i}.{n}" for i in range(2) for n in per_block}

@@ -16,6 +16,7 @@ def test_g3_after_quantisation(tmp_path, record_params, fast_quant_cfg):
         m, num_layers=3, model_dim=256, num_heads=4, num_kv_heads=2, xsa_last_n=1, bigram_buckets=512,
         bigram_dim=64, rope_dims=16, rope_base=10000.0, ln_scale=True, logit_softcap=30.0, vocab_size=1024,
         mlp_mult=3, canon=dataclasses.replace(m.canon, placements=""),
+        embed_dtype="fp32",  # SPEC §7: fp32 throughout (the record stores embeddings in bf16)
     )
     model = GPT(cfg).eval()
     g = torch.Generator().manual_seed(1234)

@@ -30,7 +30,8 @@ def workspace(record_params, embedded_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("workspace")
     p = tiny_params(record_params, embedded_data.layout.root, root / "runs", seeds=SEEDS,
                     train=dict(iterations=16, warmdown_iters=8), workspace=root)
-    p = dataclasses.replace(p, quant=dataclasses.replace(p.quant, keep_float_max_numel=1024))
+    p = dataclasses.replace(p, quant=dataclasses.replace(p.quant, keep_float_max_numel=1024),
+                            model=dataclasses.replace(p.model, embed_dtype="bf16"))  # the record's storage
     params = write_params(p, root / "params.yaml")
     mp = pytest.MonkeyPatch()
     mp.chdir(root)
@@ -48,7 +49,7 @@ def test_every_seed_has_the_spec_figures_and_provenance(workspace):
     root, p, _ = workspace
     for seed in SEEDS:
         m = json.loads((root / MetricsLayout().seed(seed)).read_text())
-        for key in ("prequant_standard_bpb", "int6_standard_bpb", "sliding_bpb", "sliding_loss", "steps",
+        for key in ("prequant_final_standard_bpb", "prequant_averaged_standard_bpb", "int6_standard_bpb", "sliding_bpb", "sliding_loss", "steps",
                     "train_seconds", "model_bytes", "code_bytes", "total_bytes", "sliding_seconds"):
             assert isinstance(m[key], (int, float)) and math.isfinite(m[key]), key
         assert m["steps"] == 16 and m["seed"] == seed
@@ -59,8 +60,11 @@ def test_every_seed_has_the_spec_figures_and_provenance(workspace):
         assert prov["params_digest"] == p.digest() and prov["world_size"] == 1 and prov["device"] == "cpu"
         assert {"git", "torch", "cuda", "device_count"} <= prov.keys()
         # int6 really happened: the round trip moves the score, a little.
-        assert m["int6_standard_bpb"] != m["prequant_standard_bpb"]
-        assert abs(m["int6_standard_bpb"] - m["prequant_standard_bpb"]) < 0.1
+        assert m["int6_standard_bpb"] != m["prequant_averaged_standard_bpb"]
+        assert abs(m["int6_standard_bpb"] - m["prequant_averaged_standard_bpb"]) < 0.1
+        # Two pre-quantisation figures: the live final weights and the SWA average of >= 2 snapshots.
+        assert m["prequant_final_standard_bpb"] != m["prequant_averaged_standard_bpb"]
+        assert m["prequant_final_standard_tokens"] == m["prequant_averaged_standard_tokens"]
 
 
 def test_summary_and_export_hold_exactly_the_seeds(workspace):
@@ -70,7 +74,8 @@ def test_summary_and_export_hold_exactly_the_seeds(workspace):
     assert summary["significance"]["n"] == 2 and summary["significance"]["verdict"] == "fail"
     assert not any(k.startswith(("provenance.", "eval.")) for k in summary["figures"])
     table = (root / MetricsLayout().summary_table).read_text()
-    assert table.startswith("| seed | sliding_bpb | sliding_loss | int6_standard_bpb | prequant_standard_bpb |")
+    assert table.startswith("| seed | sliding_bpb | sliding_loss | int6_standard_bpb | prequant_averaged_standard_bpb "
+                            "| prequant_final_standard_bpb |")
     export = root / "submission"
     assert sorted(p.name for p in export.iterdir()) == sorted(
         [".pgolf-output", "README.md", "submission.json", "params.yaml"] + [f"seed_{s}" for s in SEEDS])
@@ -95,8 +100,17 @@ def test_swa_methods(workspace):
     k = "blocks.0.mlp.fc.weight"
     assert torch.allclose(averaged[k], sum(s[k] for s in snaps["states"]) / len(snaps["states"]), atol=1e-7)
 
+    # One snapshot: the reference's rule (min_snapshots 2) takes the final weights instead ...
     last = dataclasses.replace(p, swa=dataclasses.replace(p.swa, last_k=1))
     alt = write_params(last, root / "last_k.yaml")
+    result = invoke("swa", "--seed", str(SEEDS[0]), "--params", str(alt))
+    assert result.exit_code == 0 and "fewer than swa.min_snapshots=2" in result.output
+    final_weights = torch.load(run.final_weights, weights_only=True)
+    fallback = torch.load(run.averaged, weights_only=True)
+    assert all(torch.equal(fallback[key], final_weights[key]) for key in final_weights)
+    # ... and min_snapshots 0 uses it alone.
+    alone = dataclasses.replace(p, swa=dataclasses.replace(p.swa, last_k=1, min_snapshots=0))
+    alt = write_params(alone, root / "alone.yaml")
     assert invoke("swa", "--seed", str(SEEDS[0]), "--params", str(alt)).exit_code == 0
     assert torch.equal(torch.load(run.averaged, weights_only=True)[k], snaps["states"][-1][k])
     final = dataclasses.replace(p, swa=dataclasses.replace(p.swa, method="final"))
@@ -105,6 +119,21 @@ def test_swa_methods(workspace):
     assert torch.equal(torch.load(run.averaged, weights_only=True)[k],
                        torch.load(run.final_weights, weights_only=True)[k])
     assert invoke("swa", "--seed", str(SEEDS[0]), "--params", str(params)).exit_code == 0  # restore
+
+
+def test_embeddings_are_trained_averaged_and_exported_in_bf16(workspace):
+    root, _, _ = workspace
+    run = RunLayout(seed_dir(root / "runs", SEEDS[0]))
+    for path in (run.final_weights, run.averaged):
+        state = torch.load(path, weights_only=True)
+        assert state["tok_emb.weight"].dtype == state["bigram.embed.weight"].dtype == torch.bfloat16
+        assert state["blocks.0.mlp.fc.weight"].dtype == state["smear.gate"].dtype == torch.float32
+    snaps = torch.load(run.snapshots, weights_only=True)["states"]
+    assert all(s["tok_emb.weight"].dtype == torch.bfloat16 for s in snaps)
+    from pipeline.quant.artifact import read_artifact
+
+    restored, _ = read_artifact(run.artifact)
+    assert restored["tok_emb.weight"].dtype == torch.bfloat16
 
 
 def test_oversize_artifact_fails_the_stage_and_writes_nothing(workspace, tmp_path):

@@ -104,9 +104,18 @@ def test_malformed_jsonl_line(tmp_path):
 
 
 def test_empty_corpus(tmp_path):
-    path = write_jsonl(tmp_path / "empty.jsonl", ["", "   ", "\x00"])
+    path = write_jsonl(tmp_path / "empty.jsonl", [])
     result = run_prepare(tmp_path, source="files", files=[path])
     assert_user_error(result, "corpus is empty", "empty.jsonl")
+    assert not (tmp_path / "data").exists() and leftovers(tmp_path) == []
+
+
+def test_corpus_without_text_for_the_tokenizer(tmp_path):
+    # Three documents (the exporter would encode three lone BOS tokens), but
+    # nothing is left of them to train a tokenizer once cleaned.
+    path = write_jsonl(tmp_path / "blank.jsonl", ["", "   ", "\x00"])
+    result = run_prepare(tmp_path, source="files", files=[path], val_docs=1)
+    assert_user_error(result, "has no document with text to train the tokenizer on", "blank.jsonl")
     assert not (tmp_path / "data").exists() and leftovers(tmp_path) == []
 
 
@@ -128,7 +137,8 @@ def test_missing_corpus_file(tmp_path):
 def test_too_little_text_for_the_vocab(tmp_path):
     path = write_jsonl(tmp_path / "small.jsonl", ["validation text"] * 5 + ["a short training text", "and another"])
     result = run_prepare(tmp_path, source="files", files=[path], tokenizer={"vocab_size": 1024})
-    assert_user_error(result, "tokenizer trained on 2 documents has vocab", "data.tokenizer.vocab_size is 1024")
+    # The tokenizer learns from document 0 on (data.tokenizer.train_from: all): 7 documents.
+    assert_user_error(result, "tokenizer trained on 7 documents has vocab", "data.tokenizer.vocab_size is 1024")
     assert not (tmp_path / "data").exists() and leftovers(tmp_path) == []
 
 
