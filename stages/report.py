@@ -15,7 +15,7 @@ from stages.common import ParamsOption, app, load, user_errors
 def report_command(
     params: ParamsOption = Path("params.yaml"),
     export: Annotated[Optional[Path], typer.Option(
-        help="Also write a challenge submission folder here (README, submission.json, logs, artifacts).")] = None,
+        help="Also write the challenge's records folder here: the same as `pgolf export --out`.")] = None,
     name: Annotated[str, typer.Option(help="Submission name (with --export).")] = "pgolf record attempt",
     author: Annotated[str, typer.Option(help="Author (with --export).")] = "",
     github_id: Annotated[str, typer.Option(help="GitHub id (with --export).")] = "",
@@ -28,9 +28,10 @@ def report_command(
     with p < report.p_threshold).
     """
     from pipeline import atomic
-    from pipeline.layout import MetricsLayout, RunLayout, seed_dir
+    from pipeline.layout import MetricsLayout
     from pipeline.report import render_markdown, summarize
-    from pipeline.submission import export_submission, load_seed_metrics
+    from pipeline.submission import load_seed_metrics
+    from stages.export import write_records
 
     p = load(params)
     metrics = MetricsLayout()
@@ -41,6 +42,5 @@ def report_command(
     atomic.write_text(metrics.summary_table, table)
     typer.echo(table)
     if export is not None:
-        runs = {s: RunLayout(seed_dir(Path(p.train.out_dir), int(s))) for s in per_seed}
-        export_submission(export, summary, per_seed, runs, params, name, author, github_id)
-        typer.echo(f"submission folder -> {export}")
+        write_records(p, export, name, author, github_id)
+        typer.echo(f"records folder -> {export}")
