@@ -19,6 +19,7 @@ def report_command(
     name: Annotated[str, typer.Option(help="Submission name (with --export).")] = "pgolf record attempt",
     author: Annotated[str, typer.Option(help="Author (with --export).")] = "",
     github_id: Annotated[str, typer.Option(help="GitHub id (with --export).")] = "",
+    force: Annotated[bool, typer.Option(help="Replace the --export folder if it exists and is not empty.")] = False,
 ) -> None:
     """Summarise every seed's metrics and test the improvement for significance.
 
@@ -42,5 +43,5 @@ def report_command(
     atomic.write_text(metrics.summary_table, table)
     typer.echo(table)
     if export is not None:
-        write_records(p, export, name, author, github_id)
+        write_records(p, export, name, author, github_id, force=force)
         typer.echo(f"records folder -> {export}")
