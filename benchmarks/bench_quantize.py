@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from pipeline.config import load_params
+from pipeline.export.script import exported_code_bytes
 from pipeline.model import GPT
 from pipeline.quant.artifact import pack_artifact, read_artifact
 from pipeline.quant.size import size_report
@@ -41,13 +42,14 @@ def main() -> None:
     parser.add_argument("--std", type=float, default=0.03, help="scale of the random weights")
     args = parser.parse_args()
 
-    cfg = dataclasses.replace(load_params(ROOT / "params.yaml").quant, zstd_level=args.level, allow_oversize=True)
+    record = load_params(ROOT / "params.yaml")
+    cfg = dataclasses.replace(record.quant, zstd_level=args.level, allow_oversize=True)
     sd = record_state_dict(args.std)
     params = sum(t.numel() for t in sd.values())
     t0 = time.perf_counter()
     blob, stats = pack_artifact(sd, cfg, {"bench": True})
     total_s = time.perf_counter() - t0
-    size = size_report(stats.file_bytes, cfg)
+    size = size_report(stats.file_bytes, cfg, exported_code_bytes(record))
     with tempfile.TemporaryDirectory(prefix="bench_quantize.") as tmp:
         path = Path(tmp) / "model.int6.ptz"
         path.write_bytes(blob)
@@ -61,7 +63,7 @@ def main() -> None:
     print(f"quantise + torch.save: {stats.quantize_seconds:.2f} s   payload {stats.payload_bytes:,} bytes")
     print(f"zstd level {args.level}: {stats.compress_seconds:.2f} s   artifact {stats.file_bytes:,} bytes")
     print(f"pack total: {total_s:.2f} s   read + verify + dequantise: {read_s:.2f} s")
-    print(f"code: {size.code_bytes:,} bytes in {len(size.files)} files   total {size.total_bytes:,} "
+    print(f"code: {size.code_bytes:,} bytes (train_gpt.py)   total {size.total_bytes:,} "
           f"of cap {size.cap_bytes:,} (headroom {size.headroom_bytes:,})")
 
 

@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any, Literal
 
-import yaml
-
 from pipeline.errors import PgolfError
 
 
@@ -248,6 +246,8 @@ class Params:
 
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Read, convert and validate a params file."""
+    import yaml  # here, not at the top: the exported train_gpt.py uses this module without yaml
+
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: params file not found")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from stages.common import app
 
 # Importing a stage module registers its command(s) on `app`, in the order of the DAG.
-from stages import prepare, train, swa, quantize, evaluate, report, model_info, bench  # noqa: F401,E402
+from stages import prepare, train, swa, quantize, evaluate, report, export, model_info, bench  # noqa: F401,E402
 
 
 def main() -> None:

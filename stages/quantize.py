@@ -22,36 +22,27 @@ def quantize_command(
     embedding, small tensors kept; zstd level quant.zstd_level) and <run>/size.json (written
     first, naming the artifact's sha256; evaluate refuses a pair that does not match).
 
-    Fails, writing nothing, when compressed model + code bytes exceed quant.cap_bytes,
-    unless quant.allow_oversize is set.
+    The code bytes are those of the train_gpt.py `pgolf export` writes for these params
+    (generated in memory). Fails, writing nothing, when compressed model + code bytes
+    exceed quant.cap_bytes, unless quant.allow_oversize is set.
     """
-    import dataclasses
-
-    import torch
-
     from pipeline import atomic
-    from pipeline.errors import ArtifactError
+    from pipeline.export.closure import code_files
+    from pipeline.export.script import exported_script
     from pipeline.layout import RunLayout, seed_dir
     from pipeline.locks import run_lock
-    from pipeline.quant.artifact import pack_artifact
-    from pipeline.quant.size import size_report
+    from pipeline.quant.packing import pack_run, write_packed
 
     p = load(params)
     layout = RunLayout(seed_dir(Path(p.train.out_dir), seed))
     with run_lock(layout.run_dir, create=False):
         for output in (layout.artifact, layout.size_report):
             atomic.clean_stale(output)
-        if not layout.averaged.is_file():
-            raise ArtifactError(f"{layout.averaged}: missing (run `pgolf swa --seed {seed}` first)")
-        state = torch.load(layout.averaged, map_location="cpu", weights_only=True)
-        meta = {"seed": seed, "params_digest": p.digest(), "model": dataclasses.asdict(p.model)}
-        blob, stats = pack_artifact(state, p.quant, meta)
-        report = size_report(len(blob), p.quant)
-        # size.json (naming the new artifact's sha256) first, the artifact last: pipeline.quant.pairing
-        atomic.write_json(layout.size_report, {"artifact": stats.to_dict(), "size": report.to_dict()})
-        atomic.write_bytes(layout.artifact, blob)
+        packed = pack_run(layout, p, seed, exported_script(p), code_files())
+        write_packed(layout, packed, p.quant)
+    report, stats = packed.size, packed.stats
     verdict = "within" if report.within_cap else "OVER"
     typer.echo(
-        f"seed {seed}: {report.model_bytes:,} model + {report.code_bytes:,} code = {report.total_bytes:,} bytes "
-        f"({verdict} the {report.cap_bytes:,}-byte cap; {stats.counts}) -> {layout.artifact}"
+        f"seed {seed}: {report.model_bytes:,} model + {report.code_bytes:,} code (train_gpt.py) = "
+        f"{report.total_bytes:,} bytes ({verdict} the {report.cap_bytes:,}-byte cap; {stats.counts}) -> {layout.artifact}"
     )

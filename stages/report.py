@@ -15,7 +15,7 @@ from stages.common import ParamsOption, app, load, user_errors
 def report_command(
     params: ParamsOption = Path("params.yaml"),
     export: Annotated[Optional[Path], typer.Option(
-        help="Also write a challenge submission folder here (README, submission.json, logs, artifacts).")] = None,
+        help="Also write the challenge's records folder here: the same as `pgolf export --out`.")] = None,
     name: Annotated[str, typer.Option(help="Submission name (with --export).")] = "pgolf record attempt",
     author: Annotated[str, typer.Option(help="Author (with --export).")] = "",
     github_id: Annotated[str, typer.Option(help="GitHub id (with --export).")] = "",
@@ -33,17 +33,15 @@ def report_command(
     (it holds pgolf's .pgolf-output marker); --force replaces it anyway.
     """
     from pipeline import atomic
-    from pipeline.errors import OutputError
-    from pipeline.layout import MetricsLayout, RunLayout, seed_dir
+    from pipeline.layout import MetricsLayout
     from pipeline.report import render_markdown, summarize
-    from pipeline.submission import export_submission, load_seed_metrics
+    from pipeline.submission import load_seed_metrics
+    from stages.export import force_hint, write_records
 
     p = load(params)
-    try:  # refuse a foreign DIR before writing anything
-        if export is not None:
+    if export is not None:  # refuse a foreign DIR before writing anything
+        with force_hint():
             atomic.check_replaceable(export, "submission", force)
-    except OutputError as exc:
-        raise OutputError(f"{exc} (--force replaces it)") from None
     metrics = MetricsLayout()
     per_seed = load_seed_metrics(metrics, list(p.seeds))
     summary = summarize(per_seed, p.report)
@@ -52,9 +50,5 @@ def report_command(
     atomic.write_text(metrics.summary_table, table)
     typer.echo(table)
     if export is not None:
-        runs = {s: RunLayout(seed_dir(Path(p.train.out_dir), int(s))) for s in per_seed}
-        try:
-            export_submission(export, summary, per_seed, runs, params, name, author, github_id, force=force)
-        except OutputError as exc:
-            raise OutputError(f"{exc} (--force replaces it)") from None
-        typer.echo(f"submission folder -> {export}")
+        write_records(p, export, name, author, github_id, force=force)
+        typer.echo(f"records folder -> {export}")

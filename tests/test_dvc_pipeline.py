@@ -139,7 +139,7 @@ def test_each_stage_depends_on_its_code(stages):
 
 
 def test_quantize_depends_on_every_file_its_size_counts(stages):
-    from pipeline.quant.size import code_files
+    from pipeline.export.closure import code_files
 
     quantize = next(s for n, s in stages.items() if group(n) == "quantize")
     files = code_files()

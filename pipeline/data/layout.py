@@ -48,3 +48,12 @@ class DataLayout:
         if not files:
             raise DataError(f"{self.shards_dir}: no {split} shards (run `pgolf prepare` first)")
         return files
+
+
+def as_data_layout(data: "DataLayout | Path | str") -> DataLayout:
+    """A layout as given, or the prepare stage's layout under a directory.
+
+    Training and evaluation take either: the pipeline passes ``data.out_dir``,
+    the exported train_gpt.py a layout of the challenge's own directories.
+    """
+    return data if isinstance(data, DataLayout) else DataLayout(Path(data))

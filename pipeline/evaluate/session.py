@@ -15,25 +15,25 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from pipeline.config import EvalConfig, ModelConfig
 from pipeline.errors import ArtifactError, PgolfError
 from pipeline.layout import RunLayout
 from pipeline.quant.artifact import read_artifact
-from pipeline.data.layout import DataLayout
+from pipeline.data.layout import DataLayout, as_data_layout
 from pipeline.data.loader import load_validation_tokens
 from pipeline.data.tokenizer import load_tokenizer
 from pipeline.evaluate.bytes import build_byte_luts
 from pipeline.evaluate.scoring import EvalSums, evaluate_sliding_window, evaluate_standard
 from pipeline.model import GPT
+from pipeline.progress import progress_bar
 from pipeline.runtime import Runtime
 
 
 class Evaluator:
-    def __init__(self, model_cfg: ModelConfig, eval_cfg: EvalConfig, data_dir: Path, rt: Runtime,
+    def __init__(self, model_cfg: ModelConfig, eval_cfg: EvalConfig, data_dir: Path | DataLayout, rt: Runtime,
                  progress: bool = False):
-        data = DataLayout(Path(data_dir))
+        data = as_data_layout(data_dir)
         sp = load_tokenizer(data.tokenizer, model_cfg.vocab_size)
         self.luts = build_byte_luts(sp, model_cfg.vocab_size)
         self.tokens = load_validation_tokens(data.val_files())
@@ -55,7 +55,7 @@ class Evaluator:
         return torch.compile(model, dynamic=False) if self.rt.is_cuda else model
 
     def _timed(self, fn, model: nn.Module, label: str) -> tuple[EvalSums, float]:
-        bar = tqdm(desc=label, unit="window", disable=not self.progress, dynamic_ncols=True)
+        bar = progress_bar(self.progress, desc=label, unit="window", dynamic_ncols=True)
 
         def advance(done: int, total: int) -> None:
             bar.total = total

@@ -15,26 +15,24 @@ import inspect
 import math
 import random
 import signal
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel as DDP
-from tqdm import tqdm
-
 from pipeline import atomic
 from pipeline.config import Params
-from pipeline.data.layout import DataLayout
+from pipeline.data.layout import as_data_layout
 from pipeline.data.loader import DistributedTokenLoader
 from pipeline.data.tokenizer import load_tokenizer
 from pipeline.errors import TrainingError
 from pipeline.model import GPT
 from pipeline.optim import build_optimizers, lr_multiplier, muon_momentum
+from pipeline.progress import progress_bar, write_line
 from pipeline.runtime import Runtime
 from pipeline.train.averaging import EMA, SnapshotKeeper, snapshot_due
 from pipeline.train.checkpoint import load_checkpoint, save_checkpoint
@@ -107,7 +105,8 @@ class Interrupted(Exception):
 
 
 class Trainer:
-    def __init__(self, params: Params, seed: int, data_dir: Path, run_dir: Path, rt: Runtime, progress: bool = True):
+    def __init__(self, params: Params, seed: int, data_dir: Path, run_dir: Path, rt: Runtime, progress: bool = True,
+                 on_row: Callable[[StepRow | ValRow], None] | None = None):
         self.params = params
         self.cfg = params.train
         self.seed = seed
@@ -123,11 +122,11 @@ class Trainer:
         self.compiled = torch.compile(self.model, fullgraph=True, dynamic=False) if self.cfg.compile else self.model
         self.ddp = wrap_ddp(self.compiled, rt) if rt.distributed else self.compiled
         self.opt = build_optimizers(self.model, self.cfg, rt)
-        data = DataLayout(Path(data_dir))
+        data = as_data_layout(data_dir)
         load_tokenizer(data.tokenizer, params.model.vocab_size)  # fail early on a mismatched vocabulary
         self.loader = DistributedTokenLoader(data.train_files(), rt.rank, rt.world_size)
         self.validator = (
-            Validator(params, Path(data_dir), rt) if self.cfg.val_loss_every > 0 else None
+            Validator(params, data, rt) if self.cfg.val_loss_every > 0 else None
         )
         self.keeper = SnapshotKeeper(params.swa.max_snapshots)
         self.ema = EMA(self.model, self.cfg.ema_decay) if self.cfg.ema_enabled else None
@@ -135,6 +134,7 @@ class Trainer:
         self.clock = TrainClock(rt, cap_ms)
         self.state = LoopState()
         self.compile_seconds = 0.0
+        self.on_row = on_row  # called with every step-table and validation row on rank 0 (the export's log)
 
     # ------------------------------------------------------------------ one step
     def _train_step(self, lr_mul: float, momentum: float) -> Tensor:
@@ -167,7 +167,7 @@ class Trainer:
         model_state = copy.deepcopy(self.model.state_dict())
         opt_state = copy.deepcopy(self.opt.state_dict())
         loader_state = copy.deepcopy(self.loader.state_dict())
-        for _ in tqdm(range(steps), desc="compile warm-up", disable=not self.progress, leave=False):
+        for _ in progress_bar(self.progress, range(steps), desc="compile warm-up", leave=False):
             self._train_step(1.0, muon_momentum(0, self.cfg))
         self.model.load_state_dict(model_state)
         self.opt.load_state_dict(opt_state)
@@ -220,8 +220,8 @@ class Trainer:
         if resume:
             self.resume()
         cfg, rt, st = self.cfg, self.rt, self.state
-        bar = tqdm(total=cfg.iterations, initial=st.step, desc=f"train seed {self.seed}", unit="step",
-                   disable=not self.progress, dynamic_ncols=True)
+        bar = progress_bar(self.progress, total=cfg.iterations, initial=st.step, desc=f"train seed {self.seed}",
+                           unit="step", dynamic_ncols=True)
         nonfinite = torch.full((), -1, dtype=torch.int64, device=rt.device)
         self._last_log = (self.clock.local_ms(), st.step)
         loss = torch.zeros((), device=rt.device)
@@ -268,7 +268,7 @@ class Trainer:
             raise TrainingError(f"non-finite training loss at step {bad}; stopping (seed {self.seed})")
         return self._summary()
 
-    def _log_step(self, loss: Tensor, lr_mul: float, momentum: float, nonfinite: Tensor, bar: tqdm) -> None:
+    def _log_step(self, loss: Tensor, lr_mul: float, momentum: float, nonfinite: Tensor, bar: Any) -> None:
         """Append a row to the step table; the only place a step waits for the device."""
         st = self.state
         bad = int(nonfinite.item())
@@ -282,6 +282,8 @@ class Trainer:
         row = StepRow(st.step, float(loss.item()), lr_mul, momentum, step_ms, tokens_per_s,
                       int(st.qat_step is not None), now_ms)
         st.step_rows.append(row)
+        if self.on_row is not None and self.rt.is_main:
+            self.on_row(row)
         if self.clock.cap_ms is not None and now_ms > 0:  # ETA by the clock: the steps the cap allows
             bar.total = min(self.cfg.iterations, max(st.step, int(self.clock.cap_ms * st.step / now_ms)))
         bar.set_postfix(loss=f"{row.train_loss:.4f}", lr=f"{lr_mul:.3f}", ms=f"{step_ms:.0f}")
@@ -289,13 +291,15 @@ class Trainer:
     def _say(self, message: str) -> None:
         """A line in the log on rank 0 (stderr, above the progress bar when there is one)."""
         if self.rt.is_main:
-            tqdm.write(f"[seed {self.seed}] {message}", file=sys.stderr)
+            write_line(f"[seed {self.seed}] {message}")
 
     def _validate(self) -> None:
         self.clock.pause()
         loss, bpb = self.validator.evaluate(self.model)
         row = ValRow(self.state.step, loss, bpb, self.clock.local_ms())
         self.state.val_rows.append(row)
+        if self.on_row is not None and self.rt.is_main:
+            self.on_row(row)
         self._say(f"step {row.step}: val_loss {loss:.4f} val_bpb {bpb:.4f}")
         self.clock.start()
 
@@ -341,9 +345,10 @@ class Trainer:
 
 
 def train(params: Params, seed: int, data_dir: Path, run_dir: Path, rt: Runtime,
-          resume: bool = False, progress: bool = True) -> dict[str, Any]:
+          resume: bool = False, progress: bool = True,
+          on_row: Callable[[StepRow | ValRow], None] | None = None) -> dict[str, Any]:
     """Train one seed; rank 0 writes the outputs listed in `RunLayout`. Returns the summary."""
-    trainer = Trainer(params, seed, data_dir, run_dir, rt, progress)
+    trainer = Trainer(params, seed, data_dir, run_dir, rt, progress, on_row)
     summary = trainer.run(resume=resume)
     trainer.write_outputs(summary)
     rt.barrier()

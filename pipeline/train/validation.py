@@ -11,7 +11,7 @@ from pathlib import Path
 from torch import nn
 
 from pipeline.config import EvalConfig, Params
-from pipeline.data.layout import DataLayout
+from pipeline.data.layout import DataLayout, as_data_layout
 from pipeline.data.loader import load_validation_tokens
 from pipeline.data.tokenizer import load_tokenizer
 from pipeline.evaluate import build_byte_luts, evaluate_standard
@@ -19,8 +19,8 @@ from pipeline.runtime import Runtime
 
 
 class Validator:
-    def __init__(self, params: Params, data_dir: Path, rt: Runtime):
-        layout = DataLayout(data_dir)
+    def __init__(self, params: Params, data_dir: Path | DataLayout, rt: Runtime):
+        layout = as_data_layout(data_dir)
         sp = load_tokenizer(layout.tokenizer, params.model.vocab_size)
         self.luts = build_byte_luts(sp, params.model.vocab_size)
         self.tokens = load_validation_tokens(layout.val_files())

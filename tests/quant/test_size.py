@@ -1,92 +1,29 @@
-"""Size accounting: code closure from static imports, totals, the cap."""
+"""Size accounting: model + code bytes against the cap."""
 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 
 from pipeline.errors import ArtifactError
-from pipeline.quant.size import DEFAULT_ROOTS, code_files, size_report, total_code_bytes
-
-SRC = Path(__file__).resolve().parents[2]
+from pipeline.quant.size import CodeFile, check_cap, size_report
 
 
-def _write(root: Path, rel: str, text: str) -> None:
-    path = root / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
-@pytest.fixture()
-def fake_tree(tmp_path) -> Path:
-    _write(tmp_path, "pipeline/__init__.py", '"""pkg"""\n')
-    _write(tmp_path, "pipeline/errors.py", "class E(Exception): ...\n")
-    _write(tmp_path, "pipeline/unused.py", "import pipeline.errors\n")
-    _write(tmp_path, "pipeline/model/__init__.py", "from pipeline.model.gpt import GPT\n")
-    _write(tmp_path, "pipeline/model/gpt.py", "import torch\nfrom ..quant import rowwise\nfrom .blocks import Block\n")
-    _write(tmp_path, "pipeline/model/blocks.py", "def f():\n    from pipeline import errors\n")
-    _write(tmp_path, "pipeline/model/sub/__init__.py", "")
-    _write(tmp_path, "pipeline/model/sub/canon.py", "import numpy as np\n")
-    _write(tmp_path, "pipeline/quant/__init__.py", "")
-    _write(tmp_path, "pipeline/quant/rowwise.py", "from pipeline.quant import helpers as h\n")
-    _write(tmp_path, "pipeline/quant/helpers.py", "X = 1\n")
-    _write(tmp_path, "pipeline/quant/other.py", "Y = 2\n")
-    return tmp_path
-
-
-def test_closure_follows_static_imports(fake_tree):
-    files = code_files(("pipeline.model",), source_root=fake_tree)
-    paths = [f.path for f in files]
-    assert paths == sorted([
-        "pipeline/__init__.py",
-        "pipeline/errors.py",  # imported inside a function: still counted
-        "pipeline/model/__init__.py",
-        "pipeline/model/blocks.py",
-        "pipeline/model/gpt.py",
-        "pipeline/model/sub/__init__.py",
-        "pipeline/model/sub/canon.py",  # part of the model package, imported or not
-        "pipeline/quant/__init__.py",  # parent package of a relative import
-        "pipeline/quant/helpers.py",  # `from pkg import module`
-        "pipeline/quant/rowwise.py",
-    ])
-    for f in files:
-        assert f.bytes == (fake_tree / f.path).stat().st_size
-    assert total_code_bytes(files) == sum((fake_tree / p).stat().st_size for p in paths)
-
-
-def test_missing_root_raises(fake_tree):
-    with pytest.raises(ArtifactError, match="pipeline.nothing"):
-        code_files(("pipeline.nothing",), source_root=fake_tree)
-
-
-def test_real_artifact_reader_closure():
-    paths = {f.path for f in code_files(("pipeline.quant.artifact", "pipeline.evaluate"))}
-    for rel in ("pipeline/__init__.py", "pipeline/quant/__init__.py", "pipeline/quant/artifact.py",
-                "pipeline/quant/mixed.py", "pipeline/quant/rowwise.py", "pipeline/errors.py",
-                "pipeline/evaluate/scoring.py", "pipeline/evaluate/bytes.py", "pipeline/evaluate/windows.py",
-                "pipeline/runtime.py"):
-        assert rel in paths, rel
-    assert "pipeline/report.py" not in paths and "pipeline/quant/size.py" not in paths
-
-
-@pytest.mark.skipif(not (SRC / "pipeline/model/__init__.py").is_file(), reason="pipeline.model not there yet")
-def test_default_roots_include_model_sources():
-    files = code_files(DEFAULT_ROOTS)
-    paths = {f.path for f in files}
-    model_sources = {p.relative_to(SRC).as_posix() for p in (SRC / "pipeline/model").rglob("*.py")}
-    assert model_sources <= paths
-    assert total_code_bytes(files) == sum((SRC / p).stat().st_size for p in paths)
-
-
-def test_cap(fake_tree, quant_cfg):
-    code = total_code_bytes(code_files(("pipeline.model",), source_root=fake_tree))
-    fits = size_report(quant_cfg.cap_bytes - code, quant_cfg, ("pipeline.model",), fake_tree)
+def test_cap(quant_cfg):
+    code = 1234
+    fits = size_report(quant_cfg.cap_bytes - code, quant_cfg, code, [CodeFile("pipeline/__init__.py", 10)])
     assert fits.within_cap and fits.headroom_bytes == 0 and fits.total_bytes == quant_cfg.cap_bytes
     assert fits.code_bytes == code and fits.to_dict()["files"][0]["path"] == "pipeline/__init__.py"
     with pytest.raises(ArtifactError, match="allow_oversize"):
-        size_report(quant_cfg.cap_bytes - code + 1, quant_cfg, ("pipeline.model",), fake_tree)
+        size_report(quant_cfg.cap_bytes - code + 1, quant_cfg, code)
     lenient = dataclasses.replace(quant_cfg, allow_oversize=True)
-    over = size_report(quant_cfg.cap_bytes - code + 1, lenient, ("pipeline.model",), fake_tree)
+    over = size_report(quant_cfg.cap_bytes - code + 1, lenient, code)
     assert not over.within_cap and over.headroom_bytes == -1
+
+
+def test_deferred_check_reports_the_figures(quant_cfg):
+    over = size_report(quant_cfg.cap_bytes, quant_cfg, 7, enforce=False)
+    assert not over.within_cap and over.total_bytes == quant_cfg.cap_bytes + 7
+    with pytest.raises(ArtifactError, match=f"{quant_cfg.cap_bytes:,} model \\+ 7 code = {quant_cfg.cap_bytes + 7:,} bytes"):
+        check_cap(over, quant_cfg)

@@ -78,15 +78,16 @@ def test_summary_and_export_hold_exactly_the_seeds(workspace):
                             "| prequant_final_standard_bpb |")
     export = root / "submission"
     assert sorted(p.name for p in export.iterdir()) == sorted(
-        [".pgolf-output", "README.md", "submission.json", "params.yaml"] + [f"seed_{s}" for s in SEEDS])
+        [".pgolf-output", "README.md", "submission.json", "train_gpt.py", "requirements.txt"]
+        + [f"train_seed{s}.log" for s in SEEDS])
     sub = json.loads((export / "submission.json").read_text())
     assert sub["seeds"] == list(SEEDS) and sub["author"] == "t"
     assert sub["val_bpb"] == pytest.approx(summary["figures"]["sliding_bpb"]["mean"])
+    assert sub["bytes_code"] == (export / "train_gpt.py").stat().st_size
     for seed in SEEDS:
-        files = sorted(p.name for p in (export / f"seed_{seed}").iterdir())
-        assert files == sorted(["metrics.json", "model.int6.ptz", "train_log.tsv", "val_log.tsv",
-                                "train_summary.json", "size.json"])
-        assert json.loads((export / f"seed_{seed}" / "metrics.json").read_text())["seed"] == seed
+        m = json.loads((root / MetricsLayout().seed(seed)).read_text())
+        assert f"final_int6_sliding_window_exact val_loss:{m['sliding_loss']:.8f} val_bpb:{m['sliding_bpb']:.8f}" \
+            in (export / f"train_seed{seed}.log").read_text()
     readme = (export / "README.md").read_text()
     assert all(f"seed {s}:" in readme for s in SEEDS) and "commit" in readme
 

@@ -1,0 +1,55 @@
+"""One seed's averaged weights -> artifact + size report: the quantize stage and the exported script.
+
+Packing and writing are separate steps so the caller can show the figures
+before the cap is enforced: nothing is written for an artifact over the cap
+(unless quant.allow_oversize).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from pipeline import atomic
+from pipeline.config import Params, QuantConfig
+from pipeline.errors import ArtifactError
+from pipeline.layout import RunLayout
+from pipeline.quant.artifact import ArtifactStats, pack_artifact
+from pipeline.quant.size import CodeFile, SizeReport, check_cap, size_report
+
+
+@dataclass(frozen=True)
+class PackedRun:
+    blob: bytes
+    stats: ArtifactStats
+    size: SizeReport
+
+
+def pack_run(layout: RunLayout, params: Params, seed: int, code: bytes,
+             code_files: Sequence[CodeFile] = ()) -> PackedRun:
+    """Quantise and compress `layout.averaged` and measure it, with `code` (the bytes of
+    train_gpt.py), against the cap (not enforced yet)."""
+    if not layout.averaged.is_file():
+        raise ArtifactError(f"{layout.averaged}: missing (run `pgolf swa --seed {seed}` first)")
+    state = torch.load(layout.averaged, map_location="cpu", weights_only=True)
+    meta = {"seed": seed, "params_digest": params.digest(), "model": dataclasses.asdict(params.model)}
+    blob, stats = pack_artifact(state, params.quant, meta)
+    size = size_report(len(blob), params.quant, len(code), code_files, enforce=False,
+                       code_sha256=hashlib.sha256(code).hexdigest())
+    return PackedRun(blob, stats, size)
+
+
+def write_packed(layout: RunLayout, packed: PackedRun, cfg: QuantConfig) -> None:
+    """Enforce the cap (ArtifactError, nothing written), then write size.json
+    ({"artifact": stats, "size": size report}) and the artifact, each atomically.
+
+    size.json first, naming the new artifact's sha256, the artifact last: a kill
+    between the two leaves a pair that `pipeline.quant.pairing` refuses to use.
+    """
+    check_cap(packed.size, cfg)
+    atomic.write_json(layout.size_report, {"artifact": packed.stats.to_dict(), "size": packed.size.to_dict()})
+    atomic.write_bytes(layout.artifact, packed.blob)
