@@ -27,7 +27,8 @@ def evaluate_command(
     """Score one seed's packed artifact (or any checkpoint) on the validation split.
 
     Decompresses and dequantises the artifact into a fresh model and writes the per-seed
-    metrics: pre-quantisation standard bpb, int6 round-trip standard bpb, int6 sliding-window
+    metrics: pre-quantisation standard bpb (of the final weights and of the averaged weights),
+    int6 round-trip standard bpb, int6 sliding-window
     bpb (the score), steps, train time, compressed and total bytes, timings and provenance.
 
     With train.nproc_per_node > 1 the windows are split across ranks under torchrun.
