@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -60,6 +62,8 @@ class DataConfig:
     # source=fineweb: Hugging Face dataset repo and what to take from it.
     hub_repo: str
     hub_mode: Literal["shards", "docs"]
+    # source=fineweb: the Hub revision (commit hash, tag or branch) every download is pinned to.
+    hub_revision: str
     train_shards: int
     # source=shards: a directory of published shards (+ tokenizer) used as is.
     shards_dir: str
@@ -233,10 +237,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: params file not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    raw = read_params_yaml(path)
     if raw is None:
         raw = {}
     try:
@@ -249,6 +250,7 @@ def params_from_dict(raw: dict[str, Any]) -> Params:
     """Convert a plain mapping (as parsed from YAML) into validated `Params`."""
     params = _convert(Params, raw, "")
     validate(params)
+    validate_values(params)
     return params
 
 
@@ -467,3 +469,101 @@ def validate(p: Params) -> None:
     _check(r.baseline_bpb > 0, "report.baseline_bpb", r.baseline_bpb, "must be > 0")
     _check(r.min_improvement_nats >= 0, "report.min_improvement_nats", r.min_improvement_nats, "must be >= 0")
     _check(0 < r.p_threshold < 1, "report.p_threshold", r.p_threshold, "must be in (0, 1)")
+
+
+# --------------------------------------------------------------------------- values the types let through
+
+SEED_MAX = 2**32 - 1  # numpy's seed range, the narrowest of the generators a seed feeds
+# A Hub repo id: [namespace/]name, letters, digits, '-', '_', '.', no '--' or '..', at most 96 characters a part.
+_HUB_PART = r"(?!.*(?:--|\.\.))[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9])?"
+_HUB_REPO = re.compile(rf"(?:{_HUB_PART}/)?{_HUB_PART}")
+# A git revision the Hub resolves: a branch, a tag or a commit hash; no spaces, no '..', no leading '/' or '-'.
+_HUB_REVISION = re.compile(r"(?!.*\.\.)[A-Za-z0-9_][A-Za-z0-9_.\-/]{0,254}")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a key given twice in one mapping (YAML keeps the last silently)."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: set[Any] = set()
+    for key_node, _value in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def read_params_yaml(path: Path) -> Any:
+    """The parsed params file; every problem (not UTF-8, bad YAML, a duplicate key) is one line."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} on line {line})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_summary(exc)}") from None
+
+
+def _yaml_summary(exc: yaml.YAMLError) -> str:
+    """'<problem> at line L, column C' from PyYAML's multi-line message (marks and a caret)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        context = f" ({exc.context})" if exc.context else ""
+        return f"{exc.problem}{context}{where}"
+    return " ".join(str(exc).split())
+
+
+def check_seed(seed: int, key: str = "--seed") -> None:
+    """A seed every random generator accepts: an integer in [0, 2**32 - 1]."""
+    _check(0 <= seed <= SEED_MAX, key, seed, f"must be in [0, {SEED_MAX}]")
+
+
+def check_hub_repo(repo: str, key: str = "data.hub_repo") -> None:
+    _check(bool(_HUB_REPO.fullmatch(repo)), key, repo,
+           "not a Hugging Face repo id ([namespace/]name: letters, digits, '-', '_', '.')")
+
+
+def _non_finite(obj: Any, prefix: str) -> str | None:
+    """The dotted key of the first float parameter that is NaN or infinite, if any."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            found = _non_finite(value, key + ".")
+            if found:
+                return found
+        elif isinstance(value, float) and not math.isfinite(value):
+            return key
+    return None
+
+
+def validate_values(p: Params) -> None:
+    """Values of the right type that still make no sense: NaN or infinite numbers (no parameter
+    means anything at infinity), a negative standard deviation (learning rates: `validate`), seeds a random
+    generator refuses, a Hub repo id or revision the Hub would reject."""
+    bad = _non_finite(p, "")
+    if bad is not None:
+        value = p.to_dict()
+        for part in bad.split("."):
+            value = value[part]
+        _check(False, bad, value, "must be a finite number")
+    for i, s in enumerate(p.seeds):
+        check_seed(s, f"seeds[{i}]")
+    _check(p.model.tied_embed_init_std >= 0, "model.tied_embed_init_std", p.model.tied_embed_init_std,
+           "a standard deviation must be >= 0")
+    d = p.data
+    if d.source == "fineweb" or d.hub_repo:
+        check_hub_repo(d.hub_repo)
+    _check(bool(_HUB_REVISION.fullmatch(d.hub_revision)), "data.hub_revision", d.hub_revision,
+           "not a Hub revision (a commit hash, a tag or a branch name)")

@@ -23,6 +23,7 @@ from pipeline import atomic
 from pipeline.errors import PgolfError
 from pipeline.layout import MetricsLayout, RunLayout
 from pipeline.report import render_markdown
+from pipeline.stage_files import read_seed_metrics
 
 
 def _readme(summary: Mapping[str, Any], per_seed: Mapping[str, Mapping[str, Any]], name: str) -> str:
@@ -80,12 +81,15 @@ def export_submission(out_dir: Path, summary: Mapping[str, Any], per_seed: Mappi
                 shutil.copyfile(src, dest / src.name)
 
 
+def export_inputs(params_file: Path, runs: Mapping[str, RunLayout]) -> list[tuple[Path, str]]:
+    """Every file `export_submission` copies, for `preflight`."""
+    reads = [(Path(params_file), "--params")]
+    for seed, run in runs.items():
+        reads += [(src, f"cannot export seed {seed}; run its stages first")
+                  for src in (run.artifact, run.train_log, run.val_log, run.train_summary, run.size_report)]
+    return reads
+
+
 def load_seed_metrics(metrics: MetricsLayout, seeds: list[int]) -> dict[str, dict[str, Any]]:
     """Each seed's metrics file, in the order of `seeds`; a missing file names the stage to run."""
-    out: dict[str, dict[str, Any]] = {}
-    for seed in seeds:
-        path = metrics.seed(seed)
-        if not path.is_file():
-            raise PgolfError(f"{path}: missing (run `pgolf evaluate --seed {seed}`)")
-        out[str(seed)] = json.loads(path.read_text(encoding="utf-8"))
-    return out
+    return {str(seed): read_seed_metrics(metrics.seed(seed), seed) for seed in seeds}

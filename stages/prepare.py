@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from pipeline.data.prepare import prepare
+from pipeline.data.prepare import prepare, prepare_inputs
+from pipeline.preflight import preflight
 from stages.common import ParamsOption, app, load, user_errors
 
 
@@ -24,5 +25,6 @@ def prepare_command(params: ParamsOption = Path("params.yaml")) -> None:
     input always gives byte-identical files.
     """
     p = load(params)
+    preflight(reads=prepare_inputs(p.data), builds=[(Path(p.data.out_dir), "data.out_dir")])
     summary = prepare(p.data, progress=sys.stderr.isatty())  # no bar in logs and pipes
     typer.echo(summary.describe())

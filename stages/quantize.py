@@ -26,19 +26,22 @@ def quantize_command(
     """
     import dataclasses
 
-    import torch
-
     from pipeline import atomic
-    from pipeline.errors import ArtifactError
+    from pipeline.config import check_seed
     from pipeline.layout import RunLayout, seed_dir
+    from pipeline.preflight import preflight
     from pipeline.quant.artifact import pack_artifact
     from pipeline.quant.size import size_report
+    from pipeline.stage_files import read_state_dict
+    from pipeline.weights_check import check_weights
 
+    check_seed(seed)
     p = load(params)
     layout = RunLayout(seed_dir(Path(p.train.out_dir), seed))
-    if not layout.averaged.is_file():
-        raise ArtifactError(f"{layout.averaged}: missing (run `pgolf swa --seed {seed}` first)")
-    state = torch.load(layout.averaged, map_location="cpu", weights_only=True)
+    preflight(reads=[(layout.averaged, f"run `pgolf swa --seed {seed}` first")],
+              writes=[(layout.artifact, "train.out_dir"), (layout.size_report, "train.out_dir")])
+    state = read_state_dict(layout.averaged, f"run `pgolf swa --seed {seed}` first")
+    check_weights(state, p.model, layout.averaged)
     meta = {"seed": seed, "params_digest": p.digest(), "model": dataclasses.asdict(p.model)}
     blob, stats = pack_artifact(state, p.quant, meta)
     report = size_report(len(blob), p.quant)

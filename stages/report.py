@@ -30,10 +30,16 @@ def report_command(
     from pipeline import atomic
     from pipeline.layout import MetricsLayout, RunLayout, seed_dir
     from pipeline.report import render_markdown, summarize
-    from pipeline.submission import export_submission, load_seed_metrics
+    from pipeline.preflight import preflight
+    from pipeline.submission import export_inputs, export_submission, load_seed_metrics
 
     p = load(params)
     metrics = MetricsLayout()
+    runs = {str(s): RunLayout(seed_dir(Path(p.train.out_dir), s)) for s in p.seeds}
+    preflight(reads=[(metrics.seed(s), f"run `pgolf evaluate --seed {s}`") for s in p.seeds]
+                    + (export_inputs(params, runs) if export is not None else []),
+              writes=[(metrics.summary, "metrics"), (metrics.summary_table, "metrics")],
+              builds=[(export, "--export")] if export is not None else [])
     per_seed = load_seed_metrics(metrics, list(p.seeds))
     summary = summarize(per_seed, p.report)
     table = render_markdown(summary)
@@ -41,6 +47,5 @@ def report_command(
     atomic.write_text(metrics.summary_table, table)
     typer.echo(table)
     if export is not None:
-        runs = {s: RunLayout(seed_dir(Path(p.train.out_dir), int(s))) for s in per_seed}
         export_submission(export, summary, per_seed, runs, params, name, author, github_id)
         typer.echo(f"submission folder -> {export}")

@@ -22,11 +22,15 @@ def swa_command(
     last swa.last_k), `ema`, or `final` weights.
     """
     from pipeline import atomic
-    from pipeline.train.averaging import averaged_weights
+    from pipeline.config import check_seed
+    from pipeline.preflight import preflight
+    from pipeline.train.averaging import averaged_weights, averaging_input
     from pipeline.layout import RunLayout, seed_dir
 
+    check_seed(seed)
     p = load(params)
     layout = RunLayout(seed_dir(Path(p.train.out_dir), seed))
+    preflight(reads=[averaging_input(layout, p.swa, seed)], writes=[(layout.averaged, "train.out_dir")])
     state, info = averaged_weights(layout, p.swa)
     atomic.torch_save(state, layout.averaged)
     steps = info.get("snapshot_steps")

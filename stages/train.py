@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -27,18 +26,21 @@ def train_command(
     Writes <run>/train/{final.pt, snapshots.pt, ema.pt, log.tsv, val.tsv, summary.json}
     when training ends; SIGTERM writes a checkpoint to <run>/work/ and exits 143.
     """
+    from pipeline.config import check_seed
     from pipeline.runtime import init_runtime, launched_by_torchrun, shutdown_runtime
-    from pipeline.train.launch import torchrun_command
+    from pipeline.train.launch import relaunch
     from pipeline.layout import seed_dir
-    from pipeline.train.loop import Interrupted, train
+    from pipeline.train.loop import Interrupted, train, training_files
 
+    check_seed(seed)
     p = load(params)
+    training_files(p, seed, resume)  # every input readable, every output writable, before any work
     nproc = p.train.nproc_per_node
     if nproc > 1 and not launched_by_torchrun():
         args = ["train", "--seed", str(seed), "--params", str(params)]
         args += ["--resume"] if resume else []
         args += [] if progress is None else (["--progress"] if progress else ["--no-progress"])
-        raise typer.Exit(subprocess.call(torchrun_command(nproc, args)))
+        raise typer.Exit(relaunch(nproc, args))
 
     progress = sys.stderr.isatty() if progress is None else progress
     rt = init_runtime()

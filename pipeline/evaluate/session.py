@@ -7,7 +7,6 @@ three figures (pre-quantisation, int6 round trip, int6 sliding window) share the
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,6 +27,8 @@ from pipeline.evaluate.bytes import build_byte_luts
 from pipeline.evaluate.scoring import EvalSums, evaluate_sliding_window, evaluate_standard
 from pipeline.model import GPT
 from pipeline.runtime import Runtime
+from pipeline.stage_files import read_size_report, read_state_dict, read_train_summary
+from pipeline.weights_check import check_weights
 
 
 class Evaluator:
@@ -36,7 +37,7 @@ class Evaluator:
         data = DataLayout(Path(data_dir))
         sp = load_tokenizer(data.tokenizer, model_cfg.vocab_size)
         self.luts = build_byte_luts(sp, model_cfg.vocab_size)
-        self.tokens = load_validation_tokens(data.val_files())
+        self.tokens = load_validation_tokens(data.val_files(), model_cfg.vocab_size)
         self.model_cfg = model_cfg
         self.cfg = eval_cfg
         self.rt = rt
@@ -87,23 +88,37 @@ def figures(prefix: str, sums: EvalSums, seconds: float) -> dict[str, Any]:
     }
 
 
+def evaluation_inputs(layout: RunLayout, seed: int) -> list[tuple[Path, str]]:
+    """The earlier stages' files `seed_metrics` reads, with the command that writes each."""
+    return [
+        (layout.averaged, f"run `pgolf swa --seed {seed}` first"),
+        (layout.artifact, f"run `pgolf quantize --seed {seed}` first"),
+        (layout.train_summary, f"run `pgolf train --seed {seed}` first"),
+        (layout.size_report, f"run `pgolf quantize --seed {seed}` first"),
+    ]
+
+
 def seed_metrics(ev: Evaluator, layout: RunLayout) -> dict[str, Any]:
     """SPEC §5's per-seed figures: pre-quantisation standard, int6 round-trip standard and
-    int6 sliding-window bpb, plus steps, train time and sizes from the earlier stages."""
+    int6 sliding-window bpb, plus steps, train time and sizes from the earlier stages.
+
+    Every input is read and checked before the first window is scored."""
     for needed in (layout.averaged, layout.artifact, layout.train_summary, layout.size_report):
         if not needed.is_file():
             raise PgolfError(f"{needed}: missing (run the earlier stages first)")
+    train = read_train_summary(layout.train_summary)
+    size = read_size_report(layout.size_report)
     state, meta = read_artifact(layout.artifact)
     if meta.get("model") != dataclasses.asdict(ev.model_cfg):
         raise ArtifactError(f"{layout.artifact}: built for a different model configuration than params `model`")
+    check_weights(state, ev.model_cfg, layout.artifact)
+    averaged = read_state_dict(layout.averaged, "written by `pgolf swa`")
+    check_weights(averaged, ev.model_cfg, layout.averaged)
     metrics: dict[str, Any] = {}
-    averaged = torch.load(layout.averaged, map_location="cpu", weights_only=True)
     metrics.update(figures("prequant_standard", *ev.standard(ev.model_from_state(averaged))))
     model = ev.model_from_state(state)
     metrics.update(figures("int6_standard", *ev.standard(model)))
     metrics.update(figures("sliding", *ev.sliding(model)))
-    train = json.loads(layout.train_summary.read_text())
-    size = json.loads(layout.size_report.read_text())["size"]
     metrics.update({
         "steps": train["steps"],
         "train_seconds": train["train_seconds"],
@@ -121,17 +136,13 @@ def load_weights(path: Path) -> dict[str, Tensor]:
         raise PgolfError(f"{path}: checkpoint not found")
     if path.suffix == ".ptz":
         return read_artifact(path)[0]
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors, truncation, foreign formats
-        raise PgolfError(f"{path}: not a loadable state dict ({exc})") from exc
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise PgolfError(f"{path}: expected a dict of tensors (a state dict)")
-    return state
+    return read_state_dict(path, "--checkpoint")
 
 
 def checkpoint_metrics(ev: Evaluator, path: Path) -> dict[str, Any]:
     """Standard and sliding-window figures of any reference-named checkpoint."""
-    model = ev.model_from_state(load_weights(path))
+    state = load_weights(path)
+    check_weights(state, ev.model_cfg, path)
+    model = ev.model_from_state(state)
     return {"checkpoint": str(path), **figures("standard", *ev.standard(model)),
             **figures("sliding", *ev.sliding(model))}
