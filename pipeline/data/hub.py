@@ -58,6 +58,11 @@ class HfHub:
                                         revision=revision))
         except EntryNotFoundError as exc:  # not an OSError in every huggingface_hub version
             raise FileNotFoundError(first_line(exc)) from exc
+        except OSError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - revision not found, HTTP and validation errors
+            raise DataError(f"{repo_id}:{filename}: download failed at revision {revision} "
+                            f"({type(exc).__name__}: {first_line(exc)})") from None
 
     def published(self, repo_id: str, filenames: Sequence[str], revision: str) -> dict[str, tuple[str, str]]:
         from huggingface_hub import HfApi

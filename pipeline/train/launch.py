@@ -1,4 +1,4 @@
-"""Build the torchrun command that re-launches a stage on several processes."""
+"""Re-launch a stage on several processes: the torchrun command, run without torchrun's failure report."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ def relaunch(nproc_per_node: int, stage_args: list[str]) -> int:
     import logging
     import os
 
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
@@ -42,5 +43,7 @@ def relaunch(nproc_per_node: int, stage_args: list[str]) -> int:
     except ChildFailedError as exc:
         codes = [failure.exitcode for failure in exc.failures.values()]
         return next((code for code in codes if code > 0), 1)
+    except SignalException as exc:  # SIGTERM/SIGINT to the launcher: passed on to the ranks, which checkpoint
+        return 128 + int(exc.sigval)
     finally:
         elastic.setLevel(level)

@@ -66,6 +66,7 @@ def trained(record_params, embedded_data, tmp_path_factory):
         result = invoke(stage, "--seed", str(SEED), "--params", "params.yaml")
         assert result.exit_code == 0, (stage, result.output)
     mp.undo()
+    assert not [p for p in root.rglob(".pgolf-probe.*")]  # the checks before each stage leave nothing behind
     return root, p
 
 
