@@ -15,7 +15,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -62,6 +64,8 @@ class DataConfig:
     # source=fineweb: Hugging Face dataset repo and what to take from it.
     hub_repo: str
     hub_mode: Literal["shards", "docs"]
+    # source=fineweb: the Hub revision (commit hash, tag or branch) every download is pinned to.
+    hub_revision: str
     train_shards: int
     # source=shards: a directory of published shards (+ tokenizer) used as is.
     shards_dir: str
@@ -246,15 +250,13 @@ class Params:
 
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Read, convert and validate a params file."""
-    import yaml  # here, not at the top: the exported train_gpt.py uses this module without yaml
+    # Imported here, not at the top: the exported train_gpt.py uses this module without yaml.
+    from pipeline.params_yaml import read_params_yaml
 
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: params file not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    raw = read_params_yaml(path)
     if raw is None:
         raw = {}
     try:
@@ -267,6 +269,7 @@ def params_from_dict(raw: dict[str, Any]) -> Params:
     """Convert a plain mapping (as parsed from YAML) into validated `Params`."""
     params = _convert(Params, raw, "")
     validate(params)
+    validate_values(params)
     return params
 
 
@@ -538,3 +541,58 @@ def _output_location(p: Params, key: str, workspace: Path, params_file: str | Pa
         raise ConfigError(f"{params_file}: {key}: must not be or lie inside {protected}/, which holds "
                           f"pgolf's code or repository metadata (got {value!r})")
     return rel_path
+
+
+# --------------------------------------------------------------------------- values the types let through
+
+SEED_MAX = 2**32 - 1  # numpy's seed range, the narrowest of the generators a seed feeds
+# A Hub repo id: [namespace/]name, letters, digits, '-', '_', '.', no '--' or '..', at most 96 characters a part.
+_HUB_PART = r"(?!.*(?:--|\.\.))[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9])?"
+_HUB_REPO = re.compile(rf"(?:{_HUB_PART}/)?{_HUB_PART}")
+# A git revision the Hub resolves: a branch, a tag or a commit hash; no spaces, no '..', no leading '/' or '-'.
+_HUB_REVISION = re.compile(r"(?!.*\.\.)[A-Za-z0-9_][A-Za-z0-9_.\-/]{0,254}")
+
+
+def check_seed(seed: int, key: str = "--seed") -> None:
+    """A seed every random generator accepts: an integer in [0, 2**32 - 1]."""
+    _check(0 <= seed <= SEED_MAX, key, seed, f"must be in [0, {SEED_MAX}]")
+
+
+def check_hub_repo(repo: str, key: str = "data.hub_repo") -> None:
+    _check(bool(_HUB_REPO.fullmatch(repo)), key, repo,
+           "not a Hugging Face repo id ([namespace/]name: letters, digits, '-', '_', '.')")
+
+
+def _non_finite(obj: Any, prefix: str) -> str | None:
+    """The dotted key of the first float parameter that is NaN or infinite, if any."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            found = _non_finite(value, key + ".")
+            if found:
+                return found
+        elif isinstance(value, float) and not math.isfinite(value):
+            return key
+    return None
+
+
+def validate_values(p: Params) -> None:
+    """Values of the right type that still make no sense: NaN or infinite numbers (no parameter
+    means anything at infinity), a negative standard deviation (learning rates: `validate`), seeds a random
+    generator refuses, a Hub repo id or revision the Hub would reject."""
+    bad = _non_finite(p, "")
+    if bad is not None:
+        value = p.to_dict()
+        for part in bad.split("."):
+            value = value[part]
+        _check(False, bad, value, "must be a finite number")
+    for i, s in enumerate(p.seeds):
+        check_seed(s, f"seeds[{i}]")
+    _check(p.model.tied_embed_init_std >= 0, "model.tied_embed_init_std", p.model.tied_embed_init_std,
+           "a standard deviation must be >= 0")
+    d = p.data
+    if d.source == "fineweb" or d.hub_repo:
+        check_hub_repo(d.hub_repo)
+    _check(bool(_HUB_REVISION.fullmatch(d.hub_revision)), "data.hub_revision", d.hub_revision,
+           "not a Hub revision (a commit hash, a tag or a branch name)")

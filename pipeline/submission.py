@@ -36,6 +36,7 @@ from pipeline.layout import MetricsLayout, RunLayout
 from pipeline.quant.pairing import check_size_report
 from pipeline.quant.size import size_report
 from pipeline.report import render_markdown
+from pipeline.stage_files import read_seed_metrics, read_size_report
 from pipeline.train.outputs import check_train_outputs
 from pipeline.train.steplog import StepRow, ValRow, read_tsv
 
@@ -67,7 +68,7 @@ def seed_log(seed: str, metrics: Mapping[str, Any], run: RunLayout, params: Para
             row = ValRow(**{k: (int(v) if k == "step" else v) for k, v in r.items()})
             rows.append((row.step, 1, row))
     lines += [row_line(row, params.train.iterations) for _, _, row in sorted(rows, key=lambda t: t[:2])]
-    size = json.loads(run.size_report.read_text(encoding="utf-8"))["size"]
+    size = read_size_report(run.size_report)
     report = size_report(size["model_bytes"], params.quant, code_bytes, enforce=False)
     averaged = run.averaged.stat().st_size if run.averaged.is_file() else None
     lines += size_lines(averaged, report)
@@ -173,15 +174,14 @@ def export_records(out_dir: Path, summary: Mapping[str, Any], per_seed: Mapping[
         raise PgolfError(f"track {who.track!r}: expected one of {', '.join(TRACKS)}")
     atomic.check_replaceable(out_dir, "submission", force)
     for seed, run in runs.items():
-        for src in (run.train_log, run.train_summary, run.size_report):
+        for src in (run.artifact, run.train_log, run.train_summary, run.size_report):
             if not src.is_file():
                 raise PgolfError(f"{src}: missing, cannot export seed {seed}")
-        if run.artifact.is_file():  # each seed's files belong together (pipeline.quant.pairing)
-            check_size_report(run.artifact, run.size_report, int(seed))
+        check_size_report(run.artifact, run.size_report, int(seed))  # one quantize run's pair
         check_train_outputs(run, int(seed))
     plain = hashlib.sha256(exported_script(params)).hexdigest()
     for seed, run in runs.items():  # the code that produced the run is the code exported
-        recorded = json.loads(run.size_report.read_text(encoding="utf-8"))["size"].get("code_sha256")
+        recorded = read_size_report(run.size_report, extra=("code_sha256",)).get("code_sha256")
         if recorded != plain:
             raise PgolfError(f"{run.size_report}: seed {seed} was packed with other code or params than "
                              "this checkout's train_gpt.py (re-run `dvc repro` before exporting)")
@@ -201,12 +201,13 @@ def export_records(out_dir: Path, summary: Mapping[str, Any], per_seed: Mapping[
     return fields
 
 
+def export_inputs(runs: Mapping[str, RunLayout]) -> list[tuple[Path, str]]:
+    """Every file `export_records` needs from each seed's run, for `preflight`."""
+    return [(src, f"cannot export seed {seed}; run its stages first")
+            for seed, run in runs.items()
+            for src in (run.artifact, run.train_log, run.train_summary, run.size_report)]
+
+
 def load_seed_metrics(metrics: MetricsLayout, seeds: list[int]) -> dict[str, dict[str, Any]]:
     """Each seed's metrics file, in the order of `seeds`; a missing file names the stage to run."""
-    out: dict[str, dict[str, Any]] = {}
-    for seed in seeds:
-        path = metrics.seed(seed)
-        if not path.is_file():
-            raise PgolfError(f"{path}: missing (run `pgolf evaluate --seed {seed}`)")
-        out[str(seed)] = json.loads(path.read_text(encoding="utf-8"))
-    return out
+    return {str(seed): read_seed_metrics(metrics.seed(seed), seed) for seed in seeds}

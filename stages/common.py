@@ -11,7 +11,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from pipeline.config import Params, check_output_dirs, load_params
-from pipeline.errors import PgolfError
+from pipeline.errors import PgolfError, one_line
 
 app = typer.Typer(
     name="pgolf",
@@ -40,10 +40,23 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except PgolfError as exc:
-            print(f"pgolf: error: {exc}", file=sys.stderr)
+            report_user_error(exc)
             raise typer.Exit(code=1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def report_user_error(exc: PgolfError) -> None:
+    """`pgolf: error: <one line>` on stderr, from rank 0 only under torchrun.
+
+    Every rank of a multi-process stage meets the same bad input; one line is
+    enough, so the other ranks stay silent (they still exit 1).
+    """
+    from pipeline.runtime import launcher_env
+
+    if launcher_env()[0] != 0:
+        return
+    print(f"pgolf: error: {one_line(str(exc))}", file=sys.stderr)
 
 
 def load(params_path: Path) -> Params:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -34,24 +33,38 @@ def evaluate_command(
     With train.nproc_per_node > 1 the windows are split across ranks under torchrun.
     """
     from pipeline import atomic
+    from pipeline.config import check_seed
     from pipeline.errors import PgolfError
-    from pipeline.evaluate.session import Evaluator, checkpoint_metrics, seed_metrics
+    from pipeline.evaluate.session import Evaluator, checkpoint_metrics, evaluation_inputs, seed_metrics
     from pipeline.layout import MetricsLayout, RunLayout, seed_dir
     from pipeline.provenance import provenance
     from pipeline.quant.pairing import check_size_report
+    from pipeline.preflight import prepared_data, preflight
     from pipeline.runtime import init_runtime, launched_by_torchrun, shutdown_runtime
-    from pipeline.train.launch import torchrun_command
+    from pipeline.train.launch import relaunch
 
     if (seed is None) == (checkpoint is None):
         raise PgolfError("give exactly one of --seed or --checkpoint")
+    if seed is not None:
+        check_seed(seed)
     p = load(params)
+    run = RunLayout(seed_dir(Path(p.train.out_dir), seed)) if seed is not None else None
+    if checkpoint is not None:
+        target = out or MetricsLayout().root / f"{checkpoint.stem}.json"
+    else:
+        target = out or MetricsLayout().seed(seed)
+    preflight(reads=[*prepared_data(Path(p.data.out_dir), p.model.vocab_size, ["val"]),
+                     *(evaluation_inputs(run, seed) if run is not None else [(checkpoint, "--checkpoint")])],
+              writes=[(target, "--out" if out is not None else "metrics")])
+    if run is not None:  # the artifact and size.json of one quantize run (pipeline.quant.pairing)
+        check_size_report(run.artifact, run.size_report, seed)
     nproc = p.train.nproc_per_node
     if nproc > 1 and not launched_by_torchrun():
         args = ["evaluate", "--params", str(params)]
         args += ["--seed", str(seed)] if seed is not None else ["--checkpoint", str(checkpoint)]
         args += ["--out", str(out)] if out is not None else []
         args += [] if progress is None else (["--progress"] if progress else ["--no-progress"])
-        raise typer.Exit(subprocess.call(torchrun_command(nproc, args)))
+        raise typer.Exit(relaunch(nproc, args))
 
     rt = init_runtime()
     try:
@@ -59,13 +72,8 @@ def evaluate_command(
         ev = Evaluator(p.model, p.eval, Path(p.data.out_dir), rt, progress=show and rt.is_main)
         if checkpoint is not None:
             metrics = checkpoint_metrics(ev, checkpoint)
-            target = out or MetricsLayout().root / f"{checkpoint.stem}.json"
         else:
-            run = RunLayout(seed_dir(Path(p.train.out_dir), seed))
-            if run.artifact.is_file() and run.size_report.is_file():
-                check_size_report(run.artifact, run.size_report, seed)
             metrics = {"seed": seed, **seed_metrics(ev, run)}
-            target = out or MetricsLayout().seed(seed)
         metrics["eval"] = dataclasses.asdict(p.eval)
         metrics["provenance"] = provenance(rt, p.digest())
         if rt.is_main:

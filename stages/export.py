@@ -60,7 +60,15 @@ def export_command(
     in; bytes_code is its size and bytes_total the largest artifact plus it, checked against
     quant.cap_bytes.
     """
+    from pipeline.layout import MetricsLayout, RunLayout, seed_dir
+    from pipeline.preflight import preflight
+    from pipeline.submission import export_inputs
+
     p = load(params)
+    metrics = MetricsLayout()
+    runs = {str(s): RunLayout(seed_dir(Path(p.train.out_dir), s)) for s in p.seeds}
+    preflight(reads=[(metrics.seed(s), f"run `pgolf evaluate --seed {s}`") for s in p.seeds] + export_inputs(runs),
+              builds=[(out, "--out")])
     fields = write_records(p, out, name, author, github_id, blurb, track, compress_code, force)
     typer.echo(f"records folder -> {out}: train_gpt.py {fields['bytes_code']:,} bytes, "
                f"bytes_total {fields['bytes_total']:,}, val_bpb {fields['val_bpb']:.5f}")

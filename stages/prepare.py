@@ -7,8 +7,9 @@ from pathlib import Path
 
 import typer
 
-from pipeline.data.prepare import prepare
+from pipeline.data.prepare import prepare, prepare_inputs
 from pipeline.locks import data_lock
+from pipeline.preflight import preflight
 from stages.common import ParamsOption, app, load, user_errors
 
 
@@ -27,5 +28,6 @@ def prepare_command(params: ParamsOption = Path("params.yaml")) -> None:
     """
     p = load(params)
     with data_lock(Path(p.data.out_dir)):  # one prepare per data directory at a time
+        preflight(reads=prepare_inputs(p.data), builds=[(Path(p.data.out_dir), "data.out_dir")])
         summary = prepare(p.data, progress=sys.stderr.isatty())  # no bar in logs and pipes
     typer.echo(summary.describe())

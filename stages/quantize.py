@@ -27,14 +27,19 @@ def quantize_command(
     exceed quant.cap_bytes, unless quant.allow_oversize is set.
     """
     from pipeline import atomic
+    from pipeline.config import check_seed
     from pipeline.export.closure import code_files
     from pipeline.export.script import exported_script
     from pipeline.layout import RunLayout, seed_dir
     from pipeline.locks import run_lock
+    from pipeline.preflight import preflight
     from pipeline.quant.packing import pack_run, write_packed
 
+    check_seed(seed)
     p = load(params)
     layout = RunLayout(seed_dir(Path(p.train.out_dir), seed))
+    preflight(reads=[(layout.averaged, f"run `pgolf swa --seed {seed}` first")],
+              writes=[(layout.artifact, "train.out_dir"), (layout.size_report, "train.out_dir")])
     with run_lock(layout.run_dir, create=False):
         for output in (layout.artifact, layout.size_report):
             atomic.clean_stale(output)

@@ -33,9 +33,10 @@ def report_command(
     (it holds pgolf's .pgolf-output marker); --force replaces it anyway.
     """
     from pipeline import atomic
-    from pipeline.layout import MetricsLayout
+    from pipeline.layout import MetricsLayout, RunLayout, seed_dir
     from pipeline.report import render_markdown, summarize
-    from pipeline.submission import load_seed_metrics
+    from pipeline.preflight import preflight
+    from pipeline.submission import export_inputs, load_seed_metrics
     from stages.export import force_hint, write_records
 
     p = load(params)
@@ -43,6 +44,11 @@ def report_command(
         with force_hint():
             atomic.check_replaceable(export, "submission", force)
     metrics = MetricsLayout()
+    runs = {str(s): RunLayout(seed_dir(Path(p.train.out_dir), s)) for s in p.seeds}
+    preflight(reads=[(metrics.seed(s), f"run `pgolf evaluate --seed {s}`") for s in p.seeds]
+                    + (export_inputs(runs) if export is not None else []),
+              writes=[(metrics.summary, "metrics"), (metrics.summary_table, "metrics")],
+              builds=[(export, "--export")] if export is not None else [])
     per_seed = load_seed_metrics(metrics, list(p.seeds))
     summary = summarize(per_seed, p.report)
     table = render_markdown(summary)

@@ -23,13 +23,17 @@ def swa_command(
     or `final` weights.
     """
     from pipeline import atomic
-    from pipeline.train.averaging import averaged_weights
+    from pipeline.config import check_seed
     from pipeline.layout import RunLayout, seed_dir
     from pipeline.locks import run_lock
+    from pipeline.preflight import preflight
+    from pipeline.train.averaging import averaged_weights, averaging_input
     from pipeline.train.outputs import check_train_outputs
 
+    check_seed(seed)
     p = load(params)
     layout = RunLayout(seed_dir(Path(p.train.out_dir), seed))
+    preflight(reads=[averaging_input(layout, p.swa, seed)], writes=[(layout.averaged, "train.out_dir")])
     with run_lock(layout.run_dir, create=False):
         atomic.clean_stale(layout.averaged)
         check_train_outputs(layout, seed)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -32,14 +31,17 @@ def train_command(
     One run per seed at a time: a second one exits at once naming the holder of
     <run>/.pgolf-lock.
     """
-    from pipeline.runtime import init_runtime, launched_by_torchrun, launcher_env, shutdown_runtime
-    from pipeline.train.launch import torchrun_command
+    from pipeline.config import check_seed
     from pipeline.layout import RunLayout, seed_dir
     from pipeline.locks import run_lock
-    from pipeline.train.loop import Interrupted, train
+    from pipeline.runtime import init_runtime, launched_by_torchrun, launcher_env, shutdown_runtime
+    from pipeline.train.launch import relaunch
+    from pipeline.train.loop import Interrupted, train, training_files
     from pipeline.train.outputs import ready_train_outputs
 
+    check_seed(seed)
     p = load(params)
+    training_files(p, seed, resume)  # every input readable, every output writable, before any work
     nproc = p.train.nproc_per_node
     run = RunLayout(seed_dir(Path(p.train.out_dir), seed))
     if nproc > 1 and not launched_by_torchrun():
@@ -48,7 +50,7 @@ def train_command(
         args += [] if progress is None else (["--progress"] if progress else ["--no-progress"])
         with run_lock(run.run_dir):  # held by the launcher for the whole torchrun
             ready_train_outputs(run, nproc)
-            raise typer.Exit(subprocess.call(torchrun_command(nproc, args)))
+            raise typer.Exit(relaunch(nproc, args))
 
     progress = sys.stderr.isatty() if progress is None else progress
     with contextlib.ExitStack() as lock:

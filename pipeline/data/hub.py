@@ -6,41 +6,90 @@ The dataset repo (``data.hub_repo``) holds, under ``datasets/``: a
 and the raw documents ``docs_selected.jsonl`` with a sidecar
 ``docs_selected.source_manifest.json`` that records their sha256.
 
-Downloading goes through a `Downloader` -- ``(repo_id, path in repo) -> local
-file`` -- so tests substitute a local copier and never touch the network.
+Every download is pinned to ``data.hub_revision`` and goes through a `Hub`
+-- ``download(repo_id, path in repo, revision) -> local file`` and
+``published(repo_id, paths, revision)``, the digests the Hub publishes for
+those files (the LFS sha256 of large files, the git blob id of small ones) --
+so tests substitute a local folder and never touch the network.  Each
+downloaded file is checked against its published digest before it is used.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pipeline.config import DataConfig
 from pipeline.data.manifest import file_sha256
 from pipeline.data.shards import read_header, shard_name
-from pipeline.errors import DataError
-
-Downloader = Callable[[str, str], Path]
+from pipeline.errors import DataError, first_line
 
 REMOTE_ROOT = "datasets"
 DOCS_FILE = "docs_selected.jsonl"
 DOCS_SOURCE_MANIFEST = "docs_selected.source_manifest.json"
+SHA256, GIT_BLOB = "sha256", "git-sha1"
 
 
-def hf_download(repo_id: str, filename: str) -> Path:
-    """Download one file of a Hub dataset repo into the local Hugging Face cache."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError
+class Hub(Protocol):
+    """Where published files come from (the Hugging Face Hub, or a local folder in tests)."""
 
-    try:
-        return Path(hf_hub_download(repo_id=repo_id, filename=filename, repo_type="dataset"))
-    except EntryNotFoundError as exc:  # not an OSError in every huggingface_hub version
-        raise FileNotFoundError(str(exc)) from exc
+    def download(self, repo_id: str, filename: str, revision: str) -> Path: ...
+
+    def published(self, repo_id: str, filenames: Sequence[str], revision: str) -> dict[str, tuple[str, str]]:
+        """{path: (SHA256 | GIT_BLOB, hex digest)} for the files whose digest the remote publishes."""
+        ...
+
+
+class HfHub:
+    """The Hugging Face Hub through `huggingface_hub` (its local cache included)."""
+
+    def download(self, repo_id: str, filename: str, revision: str) -> Path:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError
+
+        try:
+            return Path(hf_hub_download(repo_id=repo_id, filename=filename, repo_type="dataset",
+                                        revision=revision))
+        except EntryNotFoundError as exc:  # not an OSError in every huggingface_hub version
+            raise FileNotFoundError(first_line(exc)) from exc
+        except OSError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - revision not found, HTTP and validation errors
+            raise DataError(f"{repo_id}:{filename}: download failed at revision {revision} "
+                            f"({type(exc).__name__}: {first_line(exc)})") from None
+
+    def published(self, repo_id: str, filenames: Sequence[str], revision: str) -> dict[str, tuple[str, str]]:
+        from huggingface_hub import HfApi
+
+        try:
+            infos = HfApi().get_paths_info(repo_id, list(filenames), repo_type="dataset", revision=revision)
+        except Exception as exc:  # noqa: BLE001 - HTTP, offline, validation errors of every kind
+            raise DataError(f"{repo_id}@{revision}: cannot read the published file digests "
+                            f"({type(exc).__name__}: {first_line(exc)})") from None
+        digests: dict[str, tuple[str, str]] = {}
+        for info in infos:
+            lfs = getattr(info, "lfs", None)
+            if lfs is not None:
+                digests[info.path] = (SHA256, lfs.sha256)
+            elif getattr(info, "blob_id", None):
+                digests[info.path] = (GIT_BLOB, info.blob_id)
+        return digests
+
+
+def git_blob_sha1(path: Path) -> str:
+    """The git object id of a file's content (what the Hub publishes for a file not in LFS)."""
+    sha = hashlib.sha1()  # noqa: S324 - git's object id, not a security digest on its own
+    sha.update(f"blob {path.stat().st_size}\0".encode())
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            sha.update(chunk)
+    return sha.hexdigest()
 
 
 def hub_dataset_name(vocab_size: int) -> str:
@@ -57,15 +106,18 @@ class PublishedData:
     description: dict[str, Any]
 
 
-def fetch_published_shards(cfg: DataConfig, download: Downloader) -> PublishedData:
+def fetch_published_shards(cfg: DataConfig, hub: Hub) -> PublishedData:
     """The validation shards, the first ``data.train_shards`` train shards and the tokenizer.
 
     Shard counts and the tokenizer's path come from the repo's manifest; each
-    shard's header is checked against its size as soon as it arrives.
+    file is checked against the digest the Hub publishes for it, and each
+    shard's header against its size, as soon as it arrives.
     """
     vocab = cfg.tokenizer.vocab_size
-    manifest_path = _get(download, cfg.hub_repo, f"{REMOTE_ROOT}/manifest.json")
-    manifest = _read_json(manifest_path, f"{cfg.hub_repo}:{REMOTE_ROOT}/manifest.json")
+    fetch = _Fetcher(cfg, hub)
+    manifest_remote = f"{REMOTE_ROOT}/manifest.json"
+    fetch.expect([manifest_remote])
+    manifest = _read_json(fetch(manifest_remote), f"{cfg.hub_repo}:{manifest_remote}")
     name = hub_dataset_name(vocab)
     entry = _find(manifest.get("datasets"), name)
     if entry is None:
@@ -84,40 +136,48 @@ def fetch_published_shards(cfg: DataConfig, download: Downloader) -> PublishedDa
 
     tokenizer_entry = _find(manifest.get("tokenizers"), entry.get("tokenizer_name"))
     tokenizer_rel = (tokenizer_entry or {}).get("model_path") or f"tokenizers/fineweb_{vocab}_bpe.model"
+    tokenizer_remote = f"{REMOTE_ROOT}/{tokenizer_rel}"
     prefix = f"{REMOTE_ROOT}/datasets/{name}"
+    remote = {split: [f"{prefix}/{shard_name(split, i)}" for i in range(count)]
+              for split, count in (("val", files_val), ("train", cfg.train_shards))}
+    fetch.expect([*remote["val"], *remote["train"], tokenizer_remote])
 
-    def shards(split: str, count: int) -> tuple[Path, ...]:
+    def shards(split: str) -> tuple[Path, ...]:
         paths = []
-        for index in range(count):
-            remote = f"{prefix}/{shard_name(split, index)}"
-            local = _get(download, cfg.hub_repo, remote)
+        for path in remote[split]:
+            local = fetch(path)
             read_header(local)
             paths.append(local)
         return tuple(paths)
 
-    val = shards("val", files_val)
-    train = shards("train", cfg.train_shards)
-    tokenizer = _get(download, cfg.hub_repo, f"{REMOTE_ROOT}/{tokenizer_rel}")
+    val = shards("val")
+    train = shards("train")
+    tokenizer = fetch(tokenizer_remote)
     description = {
         "kind": "fineweb",
         "hub_mode": "shards",
         "hub_repo": cfg.hub_repo,
+        "hub_revision": cfg.hub_revision,
         "dataset": name,
-        "tokenizer": f"{REMOTE_ROOT}/{tokenizer_rel}",
+        "tokenizer": tokenizer_remote,
         "train_shards": cfg.train_shards,
         "val_shards": files_val,
+        "verified": fetch.verified,
     }
     return PublishedData(val=val, train=train, tokenizer=tokenizer, description=description)
 
 
-def fetch_docs(cfg: DataConfig, download: Downloader) -> tuple[Path, dict[str, Any]]:
+def fetch_docs(cfg: DataConfig, hub: Hub) -> tuple[Path, dict[str, Any]]:
     """``docs_selected.jsonl``, verified against the sha256 its source manifest publishes."""
+    fetch = _Fetcher(cfg, hub)
     sidecar_remote = f"{REMOTE_ROOT}/{DOCS_SOURCE_MANIFEST}"
-    sidecar = _read_json(_get(download, cfg.hub_repo, sidecar_remote), f"{cfg.hub_repo}:{sidecar_remote}")
+    docs_remote = f"{REMOTE_ROOT}/{DOCS_FILE}"
+    fetch.expect([sidecar_remote, docs_remote])
+    sidecar = _read_json(fetch(sidecar_remote), f"{cfg.hub_repo}:{sidecar_remote}")
     expected = sidecar.get("docs_sha256")
     if not isinstance(expected, str) or len(expected) != 64:
         raise DataError(f"{cfg.hub_repo}:{sidecar_remote}: no valid docs_sha256")
-    docs = _get(download, cfg.hub_repo, f"{REMOTE_ROOT}/{DOCS_FILE}")
+    docs = fetch(docs_remote)
     actual = file_sha256(docs)
     if actual != expected.lower():
         raise DataError(f"{docs}: sha256 {actual} does not match docs_sha256 {expected} "
@@ -126,10 +186,40 @@ def fetch_docs(cfg: DataConfig, download: Downloader) -> tuple[Path, dict[str, A
         "kind": "fineweb",
         "hub_mode": "docs",
         "hub_repo": cfg.hub_repo,
-        "docs": f"{REMOTE_ROOT}/{DOCS_FILE}",
+        "hub_revision": cfg.hub_revision,
+        "docs": docs_remote,
         "docs_sha256": actual,
+        "verified": fetch.verified,
     }
     return docs, description
+
+
+class _Fetcher:
+    """Downloads at ``data.hub_revision`` and checks each file against the digest the Hub publishes.
+
+    `verified` maps every remote path that had a published digest to ``"<kind>:<hex>"``;
+    a file the Hub publishes no digest for is used as is (the manifest still records its sha256).
+    """
+
+    def __init__(self, cfg: DataConfig, hub: Hub) -> None:
+        self.repo, self.revision, self.hub = cfg.hub_repo, cfg.hub_revision, hub
+        self.digests: dict[str, tuple[str, str]] = {}
+        self.verified: dict[str, str] = {}
+
+    def expect(self, filenames: list[str]) -> None:
+        """Ask the Hub, in one request, for the digests of files about to be downloaded."""
+        self.digests.update(self.hub.published(self.repo, filenames, self.revision))
+
+    def __call__(self, filename: str) -> Path:
+        path = _get(self.hub, self.repo, filename, self.revision)
+        if filename in self.digests:
+            kind, expected = self.digests[filename]
+            actual = file_sha256(path) if kind == SHA256 else git_blob_sha1(path)
+            if actual != expected.lower():
+                raise DataError(f"{self.repo}:{filename}: {kind} {actual} does not match the {kind} {expected} "
+                                f"the Hub publishes at revision {self.revision}")
+            self.verified[filename] = f"{kind}:{actual}"
+        return path
 
 
 def link_or_copy(source: Path, destination: Path) -> None:
@@ -142,12 +232,11 @@ def link_or_copy(source: Path, destination: Path) -> None:
         shutil.copyfile(source, destination)
 
 
-def _get(download: Downloader, repo_id: str, filename: str) -> Path:
+def _get(hub: Hub, repo_id: str, filename: str, revision: str) -> Path:
     try:
-        path = Path(download(repo_id, filename))
+        path = Path(hub.download(repo_id, filename, revision))
     except OSError as exc:  # covers huggingface_hub's HTTP / not-found / offline errors
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{repo_id}:{filename}: download failed ({detail})") from None
+        raise DataError(f"{repo_id}:{filename}: download failed at revision {revision} ({first_line(exc)})") from None
     if not path.is_file():
         raise DataError(f"{repo_id}:{filename}: download produced no file at {path}")
     return path

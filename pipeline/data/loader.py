@@ -24,19 +24,37 @@ from pipeline.data.shards import read_header, read_shard
 from pipeline.errors import DataError
 
 
-class TokenStream:
-    """Consecutive tokens across `files` in name order (SPEC §1), wrapping around."""
+def checked_shard(path: str | Path, vocab_size: int) -> np.ndarray:
+    """`read_shard`, refusing a shard whose largest token id is not below `vocab_size`.
 
-    def __init__(self, files: Sequence[str | Path]) -> None:
+    One vectorised pass per shard: a stray id would otherwise index past the
+    embedding table (an IndexError, or garbage on a GPU) mid-run.
+    """
+    tokens = read_shard(path)
+    top = int(tokens.max()) if tokens.size else 0
+    if top >= vocab_size:
+        raise DataError(f"{path}: holds token id {top}, not below model.vocab_size={vocab_size}")
+    return tokens
+
+
+class TokenStream:
+    """Consecutive tokens across `files` in name order (SPEC §1), wrapping around.
+
+    Each shard's ids are checked against `vocab_size` the first time it is opened.
+    """
+
+    def __init__(self, files: Sequence[str | Path], vocab_size: int) -> None:
         self.files = sorted((Path(f) for f in files), key=lambda p: (p.name, str(p)))
         if not self.files:
             raise DataError("no train shards given to the token stream")
         counts = [read_header(f) for f in self.files]  # fail now, naming the bad file
         if sum(counts) == 0:
             raise DataError(f"train shards {self.files[0]} ... hold no tokens")
+        self.vocab_size = vocab_size
+        self._checked: set[int] = set()
         self.file_index = 0
         self.position = 0
-        self._tokens = read_shard(self.files[0])
+        self._tokens = self._read(0)
 
     def take(self, n: int) -> np.ndarray:
         """The next `n` tokens (uint16), crossing file boundaries as needed."""
@@ -73,19 +91,26 @@ class TokenStream:
 
     def _open(self, index: int) -> None:
         self.file_index = index
-        self._tokens = read_shard(self.files[index])
+        self._tokens = self._read(index)
         self.position = 0
+
+    def _read(self, index: int) -> np.ndarray:
+        if index in self._checked:
+            return read_shard(self.files[index])
+        tokens = checked_shard(self.files[index], self.vocab_size)
+        self._checked.add(index)
+        return tokens
 
 
 class DistributedTokenLoader:
     """Per-rank (x, y) batches from the shared train stream (the SPEC §1 rule)."""
 
-    def __init__(self, files: Sequence[str | Path], rank: int, world_size: int) -> None:
+    def __init__(self, files: Sequence[str | Path], rank: int, world_size: int, vocab_size: int) -> None:
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
         self.rank = rank
         self.world_size = world_size
-        self.stream = TokenStream(files)
+        self.stream = TokenStream(files, vocab_size)
 
     def next_batch(self, global_tokens: int, seq_len: int, grad_accum_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One micro-step's inputs and targets for this rank: int64 CPU tensors of shape (-1, seq_len)."""
@@ -108,13 +133,13 @@ class DistributedTokenLoader:
         self.stream.load_state_dict(state)
 
 
-def load_validation_tokens(files: Sequence[str | Path]) -> torch.Tensor:
-    """Every validation token, concatenated in file order, as an int64 CPU tensor.
+def load_validation_tokens(files: Sequence[str | Path], vocab_size: int) -> torch.Tensor:
+    """Every validation token, concatenated in file order, as an int64 CPU tensor (ids checked < `vocab_size`).
 
     No trimming here: the evaluator cuts it to whole windows.
     """
     if not files:
         raise DataError("no validation shards given")
-    shards = [read_shard(f) for f in files]
+    shards = [checked_shard(f, vocab_size) for f in files]
     tokens = np.concatenate(shards) if len(shards) > 1 else np.array(shards[0])
     return torch.from_numpy(tokens.astype(np.int64))

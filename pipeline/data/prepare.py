@@ -35,7 +35,7 @@ from tqdm import tqdm
 from pipeline.atomic import atomic_dir
 from pipeline.config import DataConfig
 from pipeline.data.encode import available_cpus, encode_documents
-from pipeline.data.hub import Downloader, fetch_docs, fetch_published_shards, hf_download, link_or_copy
+from pipeline.data.hub import HfHub, Hub, fetch_docs, fetch_published_shards, link_or_copy
 from pipeline.data.layout import DataLayout
 from pipeline.data.manifest import file_sha256, shard_records, split_record
 from pipeline.data.shards import ShardWriter, read_header, shard_paths
@@ -69,10 +69,11 @@ class PrepareSummary:
         return "\n".join(lines)
 
 
-def prepare(cfg: DataConfig, *, download: Downloader = hf_download, progress: bool = False) -> PrepareSummary:
+def prepare(cfg: DataConfig, *, hub: Hub | None = None, progress: bool = False) -> PrepareSummary:
     """Run the whole stage into ``cfg.out_dir``; raise DataError (leaving no output) on bad input."""
     seconds: dict[str, float] = {}
     start = time.perf_counter()
+    hub = hub or HfHub()
     with atomic_dir(cfg.out_dir, kind="data") as tmp:
         _give_default_permissions(tmp)
         layout = DataLayout(tmp)
@@ -80,15 +81,25 @@ def prepare(cfg: DataConfig, *, download: Downloader = hf_download, progress: bo
         if cfg.source == "shards":
             manifest = _link_shards(cfg, layout, _local_shards(cfg))
         elif cfg.source == "fineweb" and cfg.hub_mode == "shards":
-            published = fetch_published_shards(cfg, download)
+            published = fetch_published_shards(cfg, hub)
             shards = _ReadyShards(published.val, published.train, published.tokenizer,
                                   f"{cfg.hub_repo}:{published.description['tokenizer']}", published.description)
             manifest = _link_shards(cfg, layout, shards)
         else:
-            manifest = _from_text(cfg, _text_source(cfg, download), layout, progress, seconds)
+            manifest = _from_text(cfg, _text_source(cfg, hub), layout, progress, seconds)
         layout.manifest.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     seconds["total"] = time.perf_counter() - start
     return PrepareSummary(out_dir=Path(cfg.out_dir), manifest=manifest, seconds=seconds)
+
+
+def prepare_inputs(cfg: DataConfig) -> list[tuple[Path, str]]:
+    """The local files the stage will read (corpus files, a reused tokenizer), for `preflight`."""
+    reads: list[tuple[Path, str]] = []
+    if cfg.source == "files":
+        reads += [(path, "data.files") for path in resolve_files(cfg.files)]
+    if cfg.tokenizer.model_path:
+        reads.append((Path(cfg.tokenizer.model_path), "data.tokenizer.model_path"))
+    return reads
 
 
 def _give_default_permissions(directory: Path) -> None:
@@ -105,12 +116,12 @@ def _give_default_permissions(directory: Path) -> None:
 # --------------------------------------------------------------------------- text sources
 
 
-def _text_source(cfg: DataConfig, download: Downloader) -> TextSource:
+def _text_source(cfg: DataConfig, hub: Hub) -> TextSource:
     if cfg.source == "embedded":
         return EmbeddedSource()
     if cfg.source == "files":
         return FilesSource(resolve_files(cfg.files))
-    docs, description = fetch_docs(cfg, download)
+    docs, description = fetch_docs(cfg, hub)
     return FilesSource((docs,), description=description)
 
 

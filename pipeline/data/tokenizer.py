@@ -81,8 +81,10 @@ def load_tokenizer(
         raise DataError(f"{path}: tokenizer not found")
     try:
         processor = spm.SentencePieceProcessor(model_file=str(path))
-    except (RuntimeError, OSError) as exc:
-        raise DataError(f"{path}: not a SentencePiece model ({_first_line(exc)})") from None
+        for piece_id in range(processor.vocab_size()):  # a damaged piece fails here, not mid-evaluation
+            processor.id_to_piece(piece_id)
+    except Exception as exc:  # noqa: BLE001 - RuntimeError, OSError, UnicodeDecodeError, ... from the C++ side
+        raise DataError(f"{path}: not a SentencePiece model ({type(exc).__name__}: {_first_line(exc)})") from None
     if expected_vocab_size is not None:
         check_vocab_size(processor, label or str(path), expected_vocab_size, expected_from)
     if processor.bos_id() < 0:

@@ -7,7 +7,6 @@ three figures (pre-quantisation, int6 round trip, int6 sliding window) share the
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,6 +27,8 @@ from pipeline.evaluate.scoring import EvalSums, evaluate_sliding_window, evaluat
 from pipeline.model import GPT
 from pipeline.progress import progress_bar
 from pipeline.runtime import Runtime
+from pipeline.stage_files import read_size_report, read_state_dict, read_train_summary
+from pipeline.weights_check import check_weights
 
 
 class Evaluator:
@@ -36,7 +37,7 @@ class Evaluator:
         data = as_data_layout(data_dir)
         sp = load_tokenizer(data.tokenizer, model_cfg.vocab_size)
         self.luts = build_byte_luts(sp, model_cfg.vocab_size)
-        self.tokens = load_validation_tokens(data.val_files())
+        self.tokens = load_validation_tokens(data.val_files(), model_cfg.vocab_size)
         self.model_cfg = model_cfg
         self.cfg = eval_cfg
         self.rt = rt
@@ -89,6 +90,15 @@ def figures(prefix: str, sums: EvalSums, seconds: float) -> dict[str, Any]:
 
 def _same_weights(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> bool:
     return a.keys() == b.keys() and all(a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]) for k in a)
+def evaluation_inputs(layout: RunLayout, seed: int) -> list[tuple[Path, str]]:
+    """The earlier stages' files `seed_metrics` reads, with the command that writes each."""
+    return [
+        (layout.final_weights, f"run `pgolf train --seed {seed}` first"),
+        (layout.averaged, f"run `pgolf swa --seed {seed}` first"),
+        (layout.artifact, f"run `pgolf quantize --seed {seed}` first"),
+        (layout.train_summary, f"run `pgolf train --seed {seed}` first"),
+        (layout.size_report, f"run `pgolf quantize --seed {seed}` first"),
+    ]
 
 
 def seed_metrics(ev: Evaluator, layout: RunLayout) -> dict[str, Any]:
@@ -99,26 +109,30 @@ def seed_metrics(ev: Evaluator, layout: RunLayout) -> dict[str, Any]:
     at the end of training (the figure the reference logs, before it averages) and
     `prequant_averaged_standard_*` on the weights the swa stage wrote (the ones
     that get quantised).  When these are the same weights, one pass serves both.
+    Every input is read and checked before the first window is scored.
     """
     for needed in (layout.final_weights, layout.averaged, layout.artifact, layout.train_summary,
                    layout.size_report):
         if not needed.is_file():
             raise PgolfError(f"{needed}: missing (run the earlier stages first)")
+    train = read_train_summary(layout.train_summary)
+    size = read_size_report(layout.size_report)
     state, meta = read_artifact(layout.artifact)
     if meta.get("model") != dataclasses.asdict(ev.model_cfg):
         raise ArtifactError(f"{layout.artifact}: built for a different model configuration than params `model`")
+    check_weights(state, ev.model_cfg, layout.artifact)
+    averaged = read_state_dict(layout.averaged, "written by `pgolf swa`")
+    check_weights(averaged, ev.model_cfg, layout.averaged)
     metrics: dict[str, Any] = {}
-    final = torch.load(layout.final_weights, map_location="cpu", weights_only=True)
+    final = read_state_dict(layout.final_weights, "written by `pgolf train`")
+    check_weights(final, ev.model_cfg, layout.final_weights)
     final_figures = ev.standard(ev.model_from_state(final))
     metrics.update(figures("prequant_final_standard", *final_figures))
-    averaged = torch.load(layout.averaged, map_location="cpu", weights_only=True)
     averaged_figures = final_figures if _same_weights(final, averaged) else ev.standard(ev.model_from_state(averaged))
     metrics.update(figures("prequant_averaged_standard", *averaged_figures))
     model = ev.model_from_state(state)
     metrics.update(figures("int6_standard", *ev.standard(model)))
     metrics.update(figures("sliding", *ev.sliding(model)))
-    train = json.loads(layout.train_summary.read_text())
-    size = json.loads(layout.size_report.read_text())["size"]
     metrics.update({
         "steps": train["steps"],
         "train_seconds": train["train_seconds"],
@@ -136,17 +150,13 @@ def load_weights(path: Path) -> dict[str, Tensor]:
         raise PgolfError(f"{path}: checkpoint not found")
     if path.suffix == ".ptz":
         return read_artifact(path)[0]
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors, truncation, foreign formats
-        raise PgolfError(f"{path}: not a loadable state dict ({exc})") from exc
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise PgolfError(f"{path}: expected a dict of tensors (a state dict)")
-    return state
+    return read_state_dict(path, "--checkpoint")
 
 
 def checkpoint_metrics(ev: Evaluator, path: Path) -> dict[str, Any]:
     """Standard and sliding-window figures of any reference-named checkpoint."""
-    model = ev.model_from_state(load_weights(path))
+    state = load_weights(path)
+    check_weights(state, ev.model_cfg, path)
+    model = ev.model_from_state(state)
     return {"checkpoint": str(path), **figures("standard", *ev.standard(model)),
             **figures("sliding", *ev.sliding(model))}

@@ -169,7 +169,9 @@ def read_artifact(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     try:
         obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError, RuntimeError from a damaged archive
-        raise ArtifactError(f"{name}: payload is not a plain-data torch archive: {exc}") from exc
+        from pipeline.stage_files import describe_load_error
+
+        raise ArtifactError(f"{name}: payload is not a plain-data torch archive: {describe_load_error(exc)}") from exc
     if not isinstance(obj, dict) or not isinstance(obj.get("tensors"), dict) or not isinstance(obj.get("meta"), dict):
         raise ArtifactError(f"{name}: payload lacks the 'tensors' and 'meta' mappings")
     if obj.get("format_version") != FORMAT_VERSION:

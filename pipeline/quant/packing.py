@@ -12,14 +12,14 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
-
 from pipeline import atomic
 from pipeline.config import Params, QuantConfig
 from pipeline.errors import ArtifactError
 from pipeline.layout import RunLayout
 from pipeline.quant.artifact import ArtifactStats, pack_artifact
 from pipeline.quant.size import CodeFile, SizeReport, check_cap, size_report
+from pipeline.stage_files import read_state_dict
+from pipeline.weights_check import check_weights
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,8 @@ def pack_run(layout: RunLayout, params: Params, seed: int, code: bytes,
     train_gpt.py), against the cap (not enforced yet)."""
     if not layout.averaged.is_file():
         raise ArtifactError(f"{layout.averaged}: missing (run `pgolf swa --seed {seed}` first)")
-    state = torch.load(layout.averaged, map_location="cpu", weights_only=True)
+    state = read_state_dict(layout.averaged, f"run `pgolf swa --seed {seed}` first")
+    check_weights(state, params.model, layout.averaged)  # finite, and the configured model's names and shapes
     meta = {"seed": seed, "params_digest": params.digest(), "model": dataclasses.asdict(params.model)}
     blob, stats = pack_artifact(state, params.quant, meta)
     size = size_report(len(blob), params.quant, len(code), code_files, enforce=False,

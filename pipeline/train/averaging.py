@@ -9,6 +9,7 @@ averaged never requires retraining.
 from __future__ import annotations
 
 from collections import OrderedDict
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -16,6 +17,7 @@ from torch import Tensor, nn
 from pipeline.config import SwaConfig
 from pipeline.errors import TrainingError
 from pipeline.layout import RunLayout
+from pipeline.stage_files import read_snapshots, read_state_dict
 
 
 def snapshot_due(step: int, lr_mul: float, cfg: SwaConfig) -> bool:
@@ -97,24 +99,36 @@ def average_states(states: list[dict[str, Tensor]]) -> dict[str, Tensor]:
     return out
 
 
+def averaging_input(layout: RunLayout, cfg: SwaConfig, seed: int) -> tuple[Path, str]:
+    """The file `averaged_weights` reads for `cfg.method`, and what writes it (for a preflight check)."""
+    if cfg.method == "ema":
+        return layout.ema_weights, f"no EMA weights: run `pgolf train --seed {seed}` with train.ema_enabled: true"
+    path = layout.final_weights if cfg.method == "final" else layout.snapshots
+    return path, f"run `pgolf train --seed {seed}` first"
+
+
 def averaged_weights(layout: RunLayout, cfg: SwaConfig) -> tuple[dict[str, Tensor], dict]:
     """The weights the swa stage writes (chosen by `cfg.method`) and a description of them."""
     if cfg.method == "final":
-        return torch.load(layout.final_weights, map_location="cpu", weights_only=True), {"method": "final"}
+        return read_state_dict(layout.final_weights, "final weights written by `pgolf train`"), {"method": "final"}
     if cfg.method == "ema":
         if not layout.ema_weights.is_file():
             raise TrainingError(f"{layout.ema_weights}: no EMA weights (train with train.ema_enabled: true)")
-        return torch.load(layout.ema_weights, map_location="cpu", weights_only=True), {"method": "ema"}
-    bundle = torch.load(layout.snapshots, map_location="cpu", weights_only=True)
-    steps, states = bundle["steps"], bundle["states"]
+        return read_state_dict(layout.ema_weights, "EMA weights written by `pgolf train`"), {"method": "ema"}
+    steps, states = read_snapshots(layout.snapshots)
     if cfg.last_k:
         steps, states = steps[-cfg.last_k:], states[-cfg.last_k:]
     if cfg.min_snapshots and len(states) < cfg.min_snapshots:
         # The reference's rule: an average of fewer than 2 snapshots is not taken.
-        final = torch.load(layout.final_weights, map_location="cpu", weights_only=True)
+        final = read_state_dict(layout.final_weights, "final weights written by `pgolf train`")
         return final, {"method": "final", "fallback_from": "snapshots", "snapshot_steps": list(steps)}
     if not states:
         raise TrainingError(
             f"{layout.snapshots}: no SWA snapshots were taken (training never reached "
             f"lr_mul < swa.start_lrmul={cfg.start_lrmul} at a multiple of swa.every={cfg.every})")
+    first = states[0]
+    for step, state in zip(steps, states):
+        if state.keys() != first.keys() or any(state[k].shape != first[k].shape for k in first):
+            raise TrainingError(f"{layout.snapshots}: the snapshot of step {step} does not match "
+                                f"the snapshot of step {steps[0]} (names or shapes)")
     return average_states(states), {"method": "snapshots", "snapshot_steps": list(steps)}

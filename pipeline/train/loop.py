@@ -124,7 +124,7 @@ class Trainer:
         self.opt = build_optimizers(self.model, self.cfg, rt)
         data = as_data_layout(data_dir)
         load_tokenizer(data.tokenizer, params.model.vocab_size)  # fail early on a mismatched vocabulary
-        self.loader = DistributedTokenLoader(data.train_files(), rt.rank, rt.world_size)
+        self.loader = DistributedTokenLoader(data.train_files(), rt.rank, rt.world_size, params.model.vocab_size)
         self.validator = (
             Validator(params, data, rt) if self.cfg.val_loss_every > 0 else None
         )
@@ -342,6 +342,24 @@ class Trainer:
             write_tsv(layout.val_log, self.state.val_rows, ValRow)
             summary[DIGESTS_KEY] = output_digests(layout, tmp / layout.final_weights.name)
             atomic.write_json(layout.train_summary, summary)
+
+
+def training_files(params: Params, seed: int, resume: bool = False) -> None:
+    """`preflight` for one seed's run: the prepared data (and the resume checkpoint) are
+    readable and every output under ``train.out_dir`` can be written, before the run starts."""
+    from pipeline.layout import seed_dir
+    from pipeline.preflight import prepared_data, preflight
+    from pipeline.train.checkpoint import checkpoint_path
+
+    layout = RunLayout(seed_dir(Path(params.train.out_dir), seed))
+    splits = ["train", "val"] if params.train.val_loss_every > 0 else ["train"]
+    reads = prepared_data(Path(params.data.out_dir), params.model.vocab_size, splits)
+    if resume:
+        reads.append((checkpoint_path(layout.work_dir, 0), "no checkpoint to resume from; start without --resume"))
+    key = "train.out_dir"
+    writes = [(layout.train_log, key), (layout.val_log, key), (layout.train_summary, key),
+              (checkpoint_path(layout.work_dir, 0), key)]
+    preflight(reads=reads, writes=writes, builds=[(layout.train_dir, key)])
 
 
 def train(params: Params, seed: int, data_dir: Path, run_dir: Path, rt: Runtime,

@@ -23,7 +23,7 @@ class Validator:
         layout = as_data_layout(data_dir)
         sp = load_tokenizer(layout.tokenizer, params.model.vocab_size)
         self.luts = build_byte_luts(sp, params.model.vocab_size)
-        self.tokens = load_validation_tokens(layout.val_files())
+        self.tokens = load_validation_tokens(layout.val_files(), params.model.vocab_size)
         t = params.train
         self.cfg = EvalConfig(
             seq_len=t.seq_len,

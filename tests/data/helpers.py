@@ -14,7 +14,6 @@ import sentencepiece as spm
 import yaml
 
 from pipeline.config import DataConfig, load_params
-from pipeline.data.hub import Downloader
 from pipeline.data.shards import write_shard
 from pipeline.data.sources import clean_documents
 from pipeline.data.tokenizer import train_tokenizer
@@ -96,21 +95,53 @@ def build_fake_hub(root: Path, tokenizer: Path, *, val_shards: int = 1, train_sh
         jsonl = write_jsonl(base / "docs_selected.jsonl", docs)
         sha = hashlib.sha256(jsonl.read_bytes()).hexdigest()
         (base / "docs_selected.source_manifest.json").write_text(json.dumps({"docs_sha256": sha}))
+    publish_digests(root)
     return root
 
 
-def copier(hub_root: Path, calls: list[str] | None = None) -> Downloader:
-    """A Downloader that serves files from a local folder (a missing file raises FileNotFoundError)."""
+PUBLISHED = "published.json"  # the fake Hub's file digests, as the real one publishes them
 
-    def download(repo_id: str, filename: str) -> Path:
-        if calls is not None:
-            calls.append(f"{repo_id}:{filename}")
-        source = hub_root / filename
+
+class FakeHub:
+    """A `Hub` serving a local folder: downloads are copies-in-place, digests come from
+    ``published.json`` (written by `build_fake_hub`); `calls` records ``repo@revision:path``."""
+
+    def __init__(self, root: Path, calls: list[str] | None = None) -> None:
+        self.root = root
+        self.calls = calls
+
+    def download(self, repo_id: str, filename: str, revision: str) -> Path:
+        if self.calls is not None:
+            self.calls.append(f"{repo_id}@{revision}:{filename}")
+        source = self.root / filename
         if not source.is_file():
             raise FileNotFoundError(f"404 Client Error: Entry Not Found for url: {repo_id}/{filename}")
         return source
 
-    return download
+    def published(self, repo_id: str, filenames, revision: str) -> dict[str, tuple[str, str]]:
+        index = self.root / PUBLISHED
+        digests = json.loads(index.read_text()) if index.is_file() else {}
+        return {name: tuple(digests[name]) for name in filenames if name in digests}
+
+
+def copier(hub_root: Path, calls: list[str] | None = None) -> FakeHub:
+    """A Hub that serves files from a local folder (a missing file raises FileNotFoundError)."""
+    return FakeHub(hub_root, calls)
+
+
+def publish_digests(root: Path) -> None:
+    """Record what the Hub publishes for every file under `root`: the LFS sha256 of large-file
+    types (shards, tokenizer, documents), the git blob id of the rest."""
+    from pipeline.data.hub import GIT_BLOB, SHA256, git_blob_sha1
+    from pipeline.data.manifest import file_sha256
+
+    digests = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path.name != PUBLISHED:
+            lfs = path.suffix in (".bin", ".model", ".jsonl")
+            digests[path.relative_to(root).as_posix()] = (
+                [SHA256, file_sha256(path)] if lfs else [GIT_BLOB, git_blob_sha1(path)])
+    (root / PUBLISHED).write_text(json.dumps(digests, indent=1))
 
 
 def write_params(path: Path, data: DataConfig) -> Path:

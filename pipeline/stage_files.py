@@ -1,0 +1,197 @@
+"""Guarded readers for the files one stage hands to the next.
+
+Each reader turns every way such a file can be wrong -- missing, unreadable,
+truncated, not a dict, a missing key, a value of the wrong type, a torch
+archive that would need code to unpickle -- into one `PgolfError` line that
+names the file, so no stage meets a traceback on a damaged input.  The
+readers check shape, not meaning: `pipeline.weights_check` compares weights
+with the configured model.
+
+    averaged.pt / final.pt / ema.pt   read_state_dict      {name: Tensor}
+    snapshots.pt                      read_snapshots       {"steps": [int], "states": [{name: Tensor}]}
+    size.json                         read_size_report     {"artifact": {...}, "size": {...bytes...}}
+    train_summary.json                read_train_summary   {"steps", "train_seconds", "mean_step_ms", ...}
+    metrics/seeds/seed_N.json         read_seed_metrics    {"sliding_bpb", ...}
+    data manifest.json                read_manifest        {"format", "tokenizer", "splits", ...}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from pipeline.errors import PgolfError, first_line
+
+_NUMBER = (int, float)
+
+
+def describe_load_error(exc: BaseException) -> str:
+    """One line for why `torch.load(..., weights_only=True)` failed.
+
+    torch's refusal of a pickled object spans several lines of advice; what
+    matters is the global it refused.
+    """
+    text = str(exc)
+    if "Weights only load failed" in text:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text) or re.search(r"(Unsupported [^.\n]+)", text)
+        what = found.group(1) if found else "a non-tensor object"
+        return f"refused: it holds {what}, which only code could rebuild (pgolf loads weights only)"
+    if isinstance(exc, EOFError):
+        return "truncated: the file ends early"
+    if "central directory" in text or "zip archive" in text:
+        return "truncated or corrupt: not a complete torch archive"
+    return f"not a torch archive ({type(exc).__name__}: {first_line(exc)})"
+
+
+def torch_archive(path: Path, what: str) -> Any:
+    """`torch.load(weights_only=True)` of `path`, or one PgolfError line naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise PgolfError(f"{path}: missing ({what})")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as exc:
+        raise PgolfError(f"{path}: cannot read ({exc.strerror or first_line(exc)})") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError,
+            KeyError, IndexError, UnicodeDecodeError) as exc:
+        raise PgolfError(f"{path}: {describe_load_error(exc)}") from None
+
+
+def _state_dict(value: Any, path: Path, where: str) -> dict[str, Tensor]:
+    if not isinstance(value, dict) or not value:
+        kind = "an empty dict" if isinstance(value, dict) else type(value).__name__
+        raise PgolfError(f"{path}: {where} is {kind}, expected a state dict (parameter name -> tensor)")
+    for name, tensor in value.items():
+        if not isinstance(name, str):
+            raise PgolfError(f"{path}: {where} has a non-string key {name!r}")
+        if not isinstance(tensor, Tensor):
+            raise PgolfError(f"{path}: {where} entry {name!r} is {type(tensor).__name__}, expected a tensor")
+    return value
+
+
+def read_state_dict(path: Path, what: str = "weights") -> dict[str, Tensor]:
+    """A {name: Tensor} file: averaged.pt, final.pt, ema.pt, or a user's checkpoint."""
+    return _state_dict(torch_archive(path, what), Path(path), "the file")
+
+
+def read_snapshots(path: Path) -> tuple[list[int], list[dict[str, Tensor]]]:
+    """snapshots.pt: (steps, states), as many of one as of the other."""
+    path = Path(path)
+    bundle = torch_archive(path, "SWA snapshots written by `pgolf train`")
+    if not isinstance(bundle, dict) or not {"steps", "states"} <= bundle.keys():
+        raise PgolfError(f"{path}: expected a dict with 'steps' and 'states' (SWA snapshots)")
+    steps, states = bundle["steps"], bundle["states"]
+    if not isinstance(steps, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in steps):
+        raise PgolfError(f"{path}: 'steps' must be a list of integers")
+    if not isinstance(states, list) or len(states) != len(steps):
+        raise PgolfError(f"{path}: 'states' must be a list with one state dict per step ({len(steps)})")
+    for step, state in zip(steps, states):
+        _state_dict(state, path, f"the snapshot of step {step}")
+    return steps, states
+
+
+def read_json_object(path: Path, what: str) -> dict[str, Any]:
+    """A JSON file holding an object, or one PgolfError line naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise PgolfError(f"{path}: missing ({what})")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise PgolfError(f"{path}: cannot read ({exc.strerror or first_line(exc)})") from None
+    except UnicodeDecodeError as exc:
+        raise PgolfError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PgolfError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    if not isinstance(value, dict):
+        raise PgolfError(f"{path}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _field(obj: dict[str, Any], key: str, kinds: tuple[type, ...], path: Path, where: str = "") -> Any:
+    """obj[key], checked to be one of `kinds` (bools are not numbers; numbers are finite)."""
+    label = f"{where}{key}"
+    if key not in obj:
+        raise PgolfError(f"{path}: no {label!r} field")
+    value = obj[key]
+    wrong = not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)
+    if not wrong and isinstance(value, float) and not math.isfinite(value):
+        raise PgolfError(f"{path}: {label!r} is {value}, expected a finite number")
+    if wrong:
+        raise PgolfError(f"{path}: {label!r} is {json.dumps(value)[:40]}, expected {_kind_name(kinds)}")
+    return value
+
+
+def _kind_name(kinds: tuple[type, ...]) -> str:
+    if kinds == _NUMBER:
+        return "a number"
+    names = {int: "an integer", str: "a string", dict: "an object", list: "a list"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+SIZE_FIELDS = ("model_bytes", "code_bytes", "total_bytes")
+TRAIN_SUMMARY_FIELDS = {"steps": (int,), "train_seconds": _NUMBER, "mean_step_ms": _NUMBER}
+SCORE_FIELD = "sliding_bpb"
+
+
+def read_size_report(path: Path, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """size.json's "size" section: model, code and total bytes (integers), and the `extra` keys
+    present (e.g. `code_sha256`, the train_gpt.py the sizes were counted with)."""
+    path = Path(path)
+    report = read_json_object(path, "written by `pgolf quantize`")
+    size = _field(report, "size", (dict,), path)
+    fields: dict[str, Any] = {key: _field(size, key, (int,), path, "size.") for key in SIZE_FIELDS}
+    return fields | {key: size[key] for key in extra if key in size}
+
+
+def read_train_summary(path: Path) -> dict[str, Any]:
+    """train_summary.json, with the fields later stages read checked."""
+    path = Path(path)
+    summary = read_json_object(path, "written by `pgolf train`")
+    for key, kinds in TRAIN_SUMMARY_FIELDS.items():
+        _field(summary, key, kinds, path)
+    return summary
+
+
+def read_seed_metrics(path: Path, seed: int) -> dict[str, Any]:
+    """metrics/seeds/seed_N.json: a finite score, and the seed it claims to be."""
+    path = Path(path)
+    metrics = read_json_object(path, f"run `pgolf evaluate --seed {seed}`")
+    _field(metrics, SCORE_FIELD, _NUMBER, path)
+    if "seed" in metrics and metrics["seed"] != seed:
+        raise PgolfError(f"{path}: holds the metrics of seed {metrics['seed']!r}, not {seed}")
+    for key in ("total_bytes", "code_bytes"):
+        if key in metrics:
+            _field(metrics, key, (int,), path)
+    if "sliding_loss" in metrics:
+        _field(metrics, "sliding_loss", _NUMBER, path)
+    return metrics
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The data directory's manifest.json: format, tokenizer and both splits."""
+    path = Path(path)
+    manifest = read_json_object(path, "run `pgolf prepare`")
+    _field(manifest, "format", (int,), path)
+    tokenizer = _field(manifest, "tokenizer", (dict,), path)
+    _field(tokenizer, "vocab_size", (int,), path, "tokenizer.")
+    _field(tokenizer, "sha256", (str,), path, "tokenizer.")
+    splits = _field(manifest, "splits", (dict,), path)
+    for split in ("val", "train"):
+        record = _field(splits, split, (dict,), path, "splits.")
+        shards = _field(record, "shards", (list,), path, f"splits.{split}.")
+        for i, shard in enumerate(shards):
+            if not isinstance(shard, dict):
+                raise PgolfError(f"{path}: 'splits.{split}.shards[{i}]' is not an object")
+            _field(shard, "file", (str,), path, f"splits.{split}.shards[{i}].")
+            _field(shard, "sha256", (str,), path, f"splits.{split}.shards[{i}].")
+    return manifest
