@@ -18,7 +18,6 @@ read from the environment: the hyperparameters are the script's PARAMS.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 import time
