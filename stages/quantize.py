@@ -38,9 +38,9 @@ def quantize_command(
     check_seed(seed)
     p = load(params)
     layout = RunLayout(seed_dir(Path(p.train.out_dir), seed))
-    preflight(reads=[(layout.averaged, f"run `pgolf swa --seed {seed}` first")],
-              writes=[(layout.artifact, "train.out_dir"), (layout.size_report, "train.out_dir")])
     with run_lock(layout.run_dir, create=False):
+        preflight(reads=[(layout.averaged, f"run `pgolf swa --seed {seed}` first")],
+                  writes=[(layout.artifact, "train.out_dir"), (layout.size_report, "train.out_dir")])
         for output in (layout.artifact, layout.size_report):
             atomic.clean_stale(output)
         packed = pack_run(layout, p, seed, exported_script(p), code_files())

@@ -33,8 +33,8 @@ def swa_command(
     check_seed(seed)
     p = load(params)
     layout = RunLayout(seed_dir(Path(p.train.out_dir), seed))
-    preflight(reads=[averaging_input(layout, p.swa, seed)], writes=[(layout.averaged, "train.out_dir")])
-    with run_lock(layout.run_dir, create=False):
+    with run_lock(layout.run_dir, create=False):  # first: a running train's outputs are not missing, only unfinished
+        preflight(reads=[averaging_input(layout, p.swa, seed)], writes=[(layout.averaged, "train.out_dir")])
         atomic.clean_stale(layout.averaged)
         check_train_outputs(layout, seed)
         state, info = averaged_weights(layout, p.swa)

@@ -107,7 +107,7 @@ def size_lines(averaged_bytes: int | None, size: SizeReport) -> list[str]:
 def final_lines(metrics: Mapping[str, Any], stride: int) -> list[str]:
     """The scores of `seed_metrics` in the record scripts' wording, rounded and exact."""
     lines = []
-    for label, key in (("final_prequant", "prequant_standard"), ("final_int6_roundtrip", "int6_standard"),
+    for label, key in (("final_prequant", "prequant_final_standard"), ("final_int6_roundtrip", "int6_standard"),
                        ("final_int6_sliding_window", "sliding")):
         loss, bpb = metrics[f"{key}_loss"], metrics[f"{key}_bpb"]
         extra = f" stride:{stride}" if key == "sliding" else ""

@@ -9,12 +9,12 @@ evaluate or report --export use either file.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ArtifactError
 from pipeline.quant.artifact import _HEADER, HEADER_BYTES, MAGIC
+from pipeline.stage_files import read_json_object, read_size_report
 
 
 def artifact_sha256(path: Path) -> str:
@@ -33,12 +33,12 @@ def check_size_report(artifact: Path, size_report: Path, seed: int) -> dict[str,
     """The size report, once it is known to describe `artifact` (raise ArtifactError otherwise)."""
     if not size_report.is_file():
         raise ArtifactError(f"{size_report}: missing (run `pgolf quantize --seed {seed}`)")
-    try:
-        report = json.loads(size_report.read_text(encoding="utf-8"))
-        recorded = report["artifact"]["sha256"]
-    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError):
+    read_size_report(size_report)  # readable, with the size fields later stages use
+    report = read_json_object(size_report, f"run `pgolf quantize --seed {seed}`")
+    recorded = report.get("artifact", {}).get("sha256") if isinstance(report.get("artifact"), dict) else None
+    if not isinstance(recorded, str):
         raise ArtifactError(f"{size_report}: not a size report with artifact.sha256 "
-                            f"(run `pgolf quantize --seed {seed}` again)") from None
+                            f"(run `pgolf quantize --seed {seed}` again)")
     actual = artifact_sha256(artifact)
     if recorded != actual:
         raise ArtifactError(f"{size_report}: describes another artifact than {artifact} (sha256 "
