@@ -22,6 +22,7 @@ from typing import Any
 from pipeline import atomic
 from pipeline.errors import PgolfError
 from pipeline.layout import MetricsLayout, RunLayout
+from pipeline.report import SCORE_KEY
 from pipeline.report import render_markdown
 
 
@@ -87,5 +88,11 @@ def load_seed_metrics(metrics: MetricsLayout, seeds: list[int]) -> dict[str, dic
         path = metrics.seed(seed)
         if not path.is_file():
             raise PgolfError(f"{path}: missing (run `pgolf evaluate --seed {seed}`)")
-        out[str(seed)] = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            figures = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise PgolfError(f"{path}: not JSON ({exc}); re-run `pgolf evaluate --seed {seed}`") from None
+        if not isinstance(figures, dict) or not isinstance(figures.get(SCORE_KEY), (int, float)):
+            raise PgolfError(f"{path}: no {SCORE_KEY!r} figure; re-run `pgolf evaluate --seed {seed}`")
+        out[str(seed)] = figures
     return out

@@ -124,7 +124,8 @@ def load_weights(path: Path) -> dict[str, Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, truncation, foreign formats
-        raise PgolfError(f"{path}: not a loadable state dict ({exc})") from exc
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # torch's text runs to many lines
+        raise PgolfError(f"{path}: not a loadable state dict of tensors ({first})") from exc
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise PgolfError(f"{path}: expected a dict of tensors (a state dict)")
     return state

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from pipeline.errors import TrainingError
+from pipeline.errors import DataError, TrainingError
 from pipeline.layout import RunLayout, seed_dir
 from pipeline.optim.schedule import lr_multiplier
 from pipeline.runtime import detect_runtime
@@ -75,15 +75,41 @@ def test_compile_warmup_steps_leave_no_trace(record_params, embedded_data, tmp_p
     assert all(torch.equal(plain[k], warmed[k]) for k in plain)
 
 
-def test_wallclock_cap_stops_training(record_params, embedded_data, tmp_path):
+class _StepClock:
+    """A fake perf_counter that advances exactly 0.1 s per training step, never otherwise."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+def test_wallclock_cap_stops_training(record_params, embedded_data, tmp_path, monkeypatch):
+    """At 100 ms a step, a 1.5 s cap stops after step 15 and the warm-down (10 mean step times = 1 s)
+    begins at 0.5 s: lr_mul = (1500 - 100 s) / 1000 from step s = 5 on (SPEC §3)."""
+    import pipeline.train.clock as clock_module
+
+    fake = _StepClock()
+    monkeypatch.setattr(clock_module, "time", fake)
+    real_step = Trainer._train_step
+
+    def step_taking_100_ms(self, lr_mul, momentum):
+        fake.now += 0.1
+        return real_step(self, lr_mul, momentum)
+
+    monkeypatch.setattr(Trainer, "_train_step", step_taking_100_ms)
     p = tiny_params(record_params, embedded_data.layout.root, tmp_path,
                     train=dict(iterations=100_000, max_wallclock_seconds=1.5, warmdown_iters=10))
     summary = train(p, 1, embedded_data.layout.root, seed_dir(tmp_path, 1), detect_runtime(), progress=False)
     assert summary["stopped_by"] == "wallclock"
-    assert 1 <= summary["steps"] < 100_000
-    assert summary["train_seconds"] >= 1.5
+    assert summary["steps"] == 15
+    assert summary["train_seconds"] == pytest.approx(1.5, abs=1e-9)
     rows = read_tsv(RunLayout(seed_dir(tmp_path, 1)).train_log)
-    assert rows[-1]["lr_mul"] < 1.0  # the wall-clock warmdown engaged
+    assert [r["step"] for r in rows] == list(range(1, 16))
+    # Row `step` logs the multiplier used for the step from `step - 1`, taken at (step - 1) x 100 ms.
+    expected = [1.0 if s - 1 < 5 else (1500 - 100 * (s - 1)) / 1000 for s in range(1, 16)]
+    assert [r["lr_mul"] for r in rows] == pytest.approx(expected, abs=1e-6)
 
 
 def test_non_finite_loss_stops_with_the_step_and_writes_nothing(record_params, embedded_data, tmp_path):
@@ -102,5 +128,6 @@ def test_tokenizer_vocab_mismatch_is_refused(record_params, embedded_data, tmp_p
     bigger = dataclasses.replace(p.model, vocab_size=2048)
     p = dataclasses.replace(p, model=bigger, data=dataclasses.replace(
         p.data, tokenizer=dataclasses.replace(p.data.tokenizer, vocab_size=2048)))
-    with pytest.raises(Exception, match="has vocab 1024 but model.vocab_size is 2048"):
+    with pytest.raises(DataError, match=r"has vocab 1024 but model\.vocab_size is 2048$") as err:
         Trainer(p, 1, embedded_data.layout.root, tmp_path / "r", detect_runtime(), progress=False)
+    assert "\n" not in str(err.value)  # printed as the one line `pgolf: error: ...`
