@@ -9,6 +9,7 @@ from pipeline.activation_memory import MemoryEstimate, estimate_training_memory,
 from pipeline.model import GPT
 from tests.conftest import tiny_model_config
 
+pytestmark = pytest.mark.slow  # each trace builds and walks a training graph
 CPU = torch.device("cpu")
 BATCH, SEQ_LEN = 3, 32
 

@@ -256,6 +256,7 @@ def record_model(record_params):
     return GPT(record_params.model)
 
 
+@pytest.mark.slow
 def test_init_rules(record_model, record_params):
     m = record_model
     L = record_params.model.num_layers

@@ -164,6 +164,7 @@ def _dist_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> No
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_processes_match_one(tmp_path):
     """Rank r orthogonalises params r, r+2, ...; the bf16 SUM all-reduce adds
     exactly one non-zero per element, so two ranks reach the weights of one

@@ -16,6 +16,7 @@ from stages.cli import app
 from tests.train.helpers import tiny_params, write_params
 
 runner = CliRunner()
+pytestmark = pytest.mark.slow  # the module fixture trains two seeds through every stage
 SEEDS = (11, 12)
 
 

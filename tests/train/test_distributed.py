@@ -17,6 +17,7 @@ import functools
 import os
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -51,6 +52,7 @@ def _worker(rank: int, world_size: int, port: int, params, data_dir: str, run_di
         shutdown_runtime(rt)
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one(record_params, embedded_data, tmp_path, monkeypatch):
     monkeypatch.setattr(loop, "build_optimizers", _build_fp32_optimizers)
     p = tiny_params(record_params, embedded_data.layout.root, tmp_path, train=dict(iterations=STEPS, warmdown_iters=2))
