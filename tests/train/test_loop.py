@@ -76,39 +76,40 @@ def test_compile_warmup_steps_leave_no_trace(record_params, embedded_data, tmp_p
 
 
 class _StepClock:
-    """A fake perf_counter that advances exactly 0.1 s per training step, never otherwise."""
+    """A fake perf_counter that advances exactly 0.125 s per training step, never otherwise
+    (binary fractions: every elapsed time below is exact)."""
 
     def __init__(self) -> None:
-        self.now = 1000.0
+        self.now = 1024.0
 
     def perf_counter(self) -> float:
         return self.now
 
 
 def test_wallclock_cap_stops_training(record_params, embedded_data, tmp_path, monkeypatch):
-    """At 100 ms a step, a 1.5 s cap stops after step 15 and the warm-down (10 mean step times = 1 s)
-    begins at 0.5 s: lr_mul = (1500 - 100 s) / 1000 from step s = 5 on (SPEC §3)."""
+    """At 125 ms a step, a 1.5 s cap stops after step 12; the warm-down (4 mean step times = 500 ms)
+    begins at 1 s: lr_mul = (1500 - 125 k) / 500 for the step from k >= 8 (SPEC §3)."""
     import pipeline.train.clock as clock_module
 
     fake = _StepClock()
     monkeypatch.setattr(clock_module, "time", fake)
     real_step = Trainer._train_step
 
-    def step_taking_100_ms(self, lr_mul, momentum):
-        fake.now += 0.1
+    def step_taking_125_ms(self, lr_mul, momentum):
+        fake.now += 0.125
         return real_step(self, lr_mul, momentum)
 
-    monkeypatch.setattr(Trainer, "_train_step", step_taking_100_ms)
+    monkeypatch.setattr(Trainer, "_train_step", step_taking_125_ms)
     p = tiny_params(record_params, embedded_data.layout.root, tmp_path,
-                    train=dict(iterations=100_000, max_wallclock_seconds=1.5, warmdown_iters=10))
+                    train=dict(iterations=100_000, max_wallclock_seconds=1.5, warmdown_iters=4))
     summary = train(p, 1, embedded_data.layout.root, seed_dir(tmp_path, 1), detect_runtime(), progress=False)
     assert summary["stopped_by"] == "wallclock"
-    assert summary["steps"] == 15
-    assert summary["train_seconds"] == pytest.approx(1.5, abs=1e-9)
+    assert summary["steps"] == 12
+    assert summary["train_seconds"] == 1.5
     rows = read_tsv(RunLayout(seed_dir(tmp_path, 1)).train_log)
-    assert [r["step"] for r in rows] == list(range(1, 16))
-    # Row `step` logs the multiplier used for the step from `step - 1`, taken at (step - 1) x 100 ms.
-    expected = [1.0 if s - 1 < 5 else (1500 - 100 * (s - 1)) / 1000 for s in range(1, 16)]
+    assert [r["step"] for r in rows] == list(range(1, 13))
+    # Row `step` logs the multiplier of the step from k = step - 1, taken at k x 125 ms.
+    expected = [1.0 if k < 8 else (1500 - 125 * k) / 500 for k in range(12)]
     assert [r["lr_mul"] for r in rows] == pytest.approx(expected, abs=1e-6)
 
 
