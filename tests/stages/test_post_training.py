@@ -203,8 +203,8 @@ def test_swa_method_ema_writes_the_exponential_average_of_every_step(record_para
     monkeypatch.chdir(tmp_path)
     decay, steps = 0.6, 4
     p = tiny_params(record_params, embedded_data.layout.root, tmp_path / "runs", seeds=(21,),
-                    train=dict(iterations=steps, warmdown_iters=2, ema_enabled=True, ema_decay=decay),
-                    swa=dict(every=1, start_lrmul=2.0, max_snapshots=0, method="ema"))
+                    train=dict(iterations=steps, warmdown_iters=steps + 1, ema_enabled=True, ema_decay=decay),
+                    swa=dict(every=1, start_lrmul=1.0, max_snapshots=0, method="ema"))  # lr_mul < 1 from step 0
     run = RunLayout(seed_dir(tmp_path / "runs", 21))
     trainer = Trainer(p, 21, embedded_data.layout.root, run.run_dir, detect_runtime(), progress=False)
     initial = {k: v.detach().double().clone() for k, v in trainer.model.state_dict().items()}
