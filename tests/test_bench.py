@@ -79,6 +79,7 @@ def test_eval_bench_scores_every_token(params_file, tmp_path, monkeypatch):
     assert fig["steps"] == -(-1000 // p.eval.stride)  # one window per stride of scored tokens
 
 
+@pytest.mark.slow
 def test_flops_per_token_counts_the_matmuls(record_params):
     model = GPT(record_params.model)
     m = record_params.model
@@ -90,6 +91,7 @@ def test_flops_per_token_counts_the_matmuls(record_params):
     assert train_flops_per_token(model, m, 2048) == 6 * expected + 6 * m.num_layers * 2048 * m.model_dim
 
 
+@pytest.mark.slow
 def test_memory_bench_figures_are_consistent(params_file, tmp_path):
     p, path = params_file
     out = tmp_path / "memory.json"

@@ -27,6 +27,7 @@ def sixty_step_run(record_params, embedded_data, tmp_path_factory):
     return p, summary, RunLayout(seed_dir(runs, 1))
 
 
+@pytest.mark.slow
 def test_loss_falls_in_a_sixty_step_run(sixty_step_run):
     _, summary, layout = sixty_step_run
     rows = read_tsv(layout.train_log)
@@ -42,6 +43,7 @@ def test_loss_falls_in_a_sixty_step_run(sixty_step_run):
     assert summary["tokens_seen"] == 60 * 8 * 2 * 64
 
 
+@pytest.mark.slow
 def test_qat_switches_on_where_the_multiplier_falls_below_the_threshold(sixty_step_run):
     p, summary, layout = sixty_step_run
     expected = next(s for s in range(60) if lr_multiplier(s, 0.0, p.train) < p.train.qat_threshold)
@@ -50,6 +52,7 @@ def test_qat_switches_on_where_the_multiplier_falls_below_the_threshold(sixty_st
     assert qat_column == [0] * expected + [1] * (60 - expected)
 
 
+@pytest.mark.slow
 def test_swa_snapshots_are_the_expected_steps_and_outputs_exist(sixty_step_run):
     p, summary, layout = sixty_step_run
     # lr_mul(s) = (60 - s) / 30 < 0.5 for s > 45; every 2 completed steps; keep the last 3.
@@ -63,6 +66,7 @@ def test_swa_snapshots_are_the_expected_steps_and_outputs_exist(sixty_step_run):
     assert not layout.work_dir.exists()
 
 
+@pytest.mark.slow
 def test_compile_warmup_steps_leave_no_trace(record_params, embedded_data, tmp_path):
     """Warm-up steps run, then weights, optimiser state and data position are restored."""
     def final_weights(warmup: int) -> dict:
