@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import yaml
@@ -40,8 +41,9 @@ def test_record_values_match_spec(record_params):
 
 
 def test_params_are_frozen(record_params):
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError, match="num_layers"):
         record_params.model.num_layers = 3  # type: ignore[misc]
+    assert record_params.model.num_layers == 11
 
 
 def test_digest_is_stable_and_sensitive(record_params):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import fnmatch
 import re
 import shlex
+import sys
 import tomllib
 from pathlib import Path
 
@@ -165,3 +166,11 @@ def test_copied_paths_exist_and_are_in_the_build_context():
             for src in sources:
                 assert (ROOT / src).exists(), src
                 assert not dockerignored(src), src
+
+
+def test_readme_and_smoke_script_state_the_python_pyproject_requires():
+    minimum = re.fullmatch(r">=(\d+\.\d+)", pyproject()["project"]["requires-python"]).group(1)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"only Python ({minimum} or newer)" in readme
+    assert f"only Python (>= {minimum})" in (ROOT / "scripts" / "smoke").read_text(encoding="utf-8")
+    assert sys.version_info >= tuple(int(x) for x in minimum.split("."))

@@ -297,6 +297,15 @@ def test_dvc_reruns_only_what_a_change_touches(tmp_path):
     assert json.loads((repo / "metrics" / "seeds" / "seed_7.json").read_text())
     assert json.loads((repo / "metrics" / "summary.json").read_text())
 
+    # cache.type hardlink,symlink on one filesystem: every cached output in the workspace is a
+    # hard link to its cache file (the same inode), not a copy and not a symlink.
+    cache = {f.stat().st_ino for f in (repo / ".dvc" / "cache").rglob("*") if f.is_file()}
+    run7 = RunLayout(seed_dir(repo / "runs", 7))
+    cached = [f for f in (repo / "data").rglob("*") if f.is_file()] + [run7.averaged, run7.artifact]
+    assert len(cached) >= 4
+    for f in cached:
+        assert not f.is_symlink() and f.stat().st_nlink >= 2 and f.stat().st_ino in cache, f
+
     # Nothing changed: nothing runs.
     assert json.loads(dvc("status", "--json") or "{}") == {}
     out = dvc("exp", "run", "-S", "profile=micro")

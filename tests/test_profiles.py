@@ -61,8 +61,26 @@ def test_record_profile_is_the_default_and_explicit_choice_agrees(tmp_path):
 
 
 @pytest.mark.parametrize("profile", PROFILES)
-def test_every_profile_loads(tmp_path, profile):
-    load_params(compose(tmp_path, f"profile={profile}"))
+def test_every_profile_loads_with_the_values_its_file_sets(tmp_path, profile):
+    """Each value a profile file writes reaches the validated Params; the rest is the record's."""
+    loaded = load_params(compose(tmp_path, f"profile={profile}")).to_dict()
+    record = load_params(ROOT / "params.yaml").to_dict()
+    own = yaml.safe_load((ROOT / "conf" / "profile" / f"{profile}.yaml").read_text(encoding="utf-8"))
+    own.pop("defaults", None)
+    set_here = dict(_leaf_items(own))
+    assert profile == "record" or set_here, f"{profile}.yaml sets nothing"
+    for key, value in _leaf_items(loaded):
+        want = set_here.get(key, dict(_leaf_items(record))[key])
+        norm = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731
+        assert norm(value) == norm(want), f"{profile}: {key}"
+
+
+def _leaf_items(node, prefix=""):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _leaf_items(value, f"{prefix}.{key}" if prefix else str(key))
+    else:
+        yield prefix, node
 
 
 def test_overrides_compose_on_top_of_a_profile(tmp_path):

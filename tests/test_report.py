@@ -83,3 +83,30 @@ def test_missing_score_rejected(record_params):
         summarize({1337: {"sliding_bpb": 1.1}, 1335: {"int6_bpb": 1.2}}, record_params.report)
     with pytest.raises(ValueError):
         significance_test([], record_params.report)
+
+
+@pytest.mark.parametrize(("content", "problem"), [
+    ('{"seed": 1335, "int6_bpb": 1.2}', "no 'sliding_bpb' figure"),
+    ('{"seed": 1335, "sliding_bpb": ', "not JSON"),
+])
+def test_report_on_a_seed_without_its_score_is_one_line_naming_the_file(record_params, tmp_path, monkeypatch,
+                                                                        content, problem):
+    from typer.testing import CliRunner
+
+    from pipeline.layout import MetricsLayout
+    from stages.cli import app
+    from tests.train.helpers import write_params
+
+    monkeypatch.chdir(tmp_path)
+    layout = MetricsLayout()
+    layout.seed(1337).parent.mkdir(parents=True)
+    layout.seed(1337).write_text(json.dumps(_metrics(1.12962, 1337)))
+    layout.seed(1335).write_text(content)
+    params = write_params(dataclasses.replace(record_params, seeds=(1337, 1335)), tmp_path / "params.yaml")
+    result = CliRunner().invoke(app, ["report", "--params", str(params)])
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"pgolf: error: {layout.seed(1335)}: {problem}")
+    assert lines[0].endswith("re-run `pgolf evaluate --seed 1335`")
+    assert not layout.summary.exists() and not layout.summary_table.exists()

@@ -13,6 +13,7 @@ from pipeline.quant.rowwise import fake_quant_int6
 from tests.model.helpers import random_tiny_model
 
 
+@pytest.mark.slow
 @pytest.mark.compile
 def test_compiled_forward_backward_and_qat_switch():
     torch._dynamo.reset()

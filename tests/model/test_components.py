@@ -19,6 +19,12 @@ from tests.conftest import tiny_model_config
 from tests.model.helpers import canon_config, random_tiny_model
 
 
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Every test draws its inputs from a fixed seed: the same numbers on every run."""
+    torch.manual_seed(0)
+
+
 # ----------------------------------------------------------------- BigramHash
 
 
@@ -250,6 +256,7 @@ def record_model(record_params):
     return GPT(record_params.model)
 
 
+@pytest.mark.slow
 def test_init_rules(record_model, record_params):
     m = record_model
     L = record_params.model.num_layers

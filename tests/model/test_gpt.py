@@ -293,6 +293,10 @@ def test_model_info_bad_params_is_a_one_line_error(tmp_path):
     cli = typer.Typer()
     cli.callback()(lambda: None)
     cli.command("model-info")(model_info)
-    result = CliRunner().invoke(cli, ["model-info", "--params", str(tmp_path / "missing.yaml")])
+    missing = tmp_path / "missing.yaml"
+    result = CliRunner().invoke(cli, ["model-info", "--params", str(missing)])
     assert result.exit_code == 1
-    assert "params file not found" in result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("pgolf: error: ") and str(missing) in lines[0] and "params file not found" in lines[0]
+    assert result.stdout == ""

@@ -17,6 +17,7 @@ from stages.cli import app
 from tests.train.helpers import link_data, tiny_params, write_params
 
 runner = CliRunner()
+pytestmark = pytest.mark.slow  # the module fixture trains two seeds through every stage
 SEEDS = (11, 12)
 
 
@@ -33,16 +34,15 @@ def workspace(record_params, embedded_data, tmp_path_factory):
     p = dataclasses.replace(p, quant=dataclasses.replace(p.quant, keep_float_max_numel=1024),
                             model=dataclasses.replace(p.model, embed_dtype="bf16"))  # the record's storage
     params = write_params(p, root / "params.yaml")
-    mp = pytest.MonkeyPatch()
-    mp.chdir(root)
-    for seed in SEEDS:
-        for stage in ("train", "swa", "quantize", "evaluate"):
-            result = invoke(stage, "--seed", str(seed), "--params", str(params))
-            assert result.exit_code == 0, (stage, result.output)
-    result = invoke("report", "--params", str(params), "--export", str(root / "submission"), "--author", "t")
-    assert result.exit_code == 0, result.output
-    yield root, p, params
-    mp.undo()
+    with pytest.MonkeyPatch.context() as mp:  # only while the stages run: each test sets its own
+        mp.chdir(root)
+        for seed in SEEDS:
+            for stage in ("train", "swa", "quantize", "evaluate"):
+                result = invoke(stage, "--seed", str(seed), "--params", str(params))
+                assert result.exit_code == 0, (stage, result.output)
+        result = invoke("report", "--params", str(params), "--export", str(root / "submission"), "--author", "t")
+        assert result.exit_code == 0, result.output
+    return root, p, params
 
 
 def test_every_seed_has_the_spec_figures_and_provenance(workspace):
@@ -92,8 +92,9 @@ def test_summary_and_export_hold_exactly_the_seeds(workspace):
     assert all(f"seed {s}:" in readme for s in SEEDS) and "commit" in readme
 
 
-def test_swa_methods(workspace):
+def test_swa_methods(workspace, monkeypatch):
     root, p, params = workspace
+    monkeypatch.chdir(root)
     run = RunLayout(seed_dir(root / "runs", SEEDS[0]))
     snaps = torch.load(run.snapshots, weights_only=True)
     assert len(snaps["states"]) >= 2
@@ -137,8 +138,9 @@ def test_embeddings_are_trained_averaged_and_exported_in_bf16(workspace):
     assert restored["tok_emb.weight"].dtype == torch.bfloat16
 
 
-def test_oversize_artifact_fails_the_stage_and_writes_nothing(workspace, tmp_path):
+def test_oversize_artifact_fails_the_stage_and_writes_nothing(workspace, tmp_path, monkeypatch):
     root, p, _ = workspace
+    monkeypatch.chdir(tmp_path)
     runs = tmp_path / "runs"
     src = RunLayout(seed_dir(root / "runs", SEEDS[0]))
     dst = RunLayout(seed_dir(runs, SEEDS[0]))
@@ -156,8 +158,10 @@ def test_oversize_artifact_fails_the_stage_and_writes_nothing(workspace, tmp_pat
     assert result.exit_code == 0 and "OVER" in result.output and dst.artifact.exists()
 
 
-def test_evaluate_scores_a_reference_named_checkpoint_and_rejects_a_corrupt_artifact(workspace, tmp_path):
+def test_evaluate_scores_a_reference_named_checkpoint_and_rejects_a_corrupt_artifact(workspace, tmp_path,
+                                                                                    monkeypatch):
     root, _, params = workspace
+    monkeypatch.chdir(tmp_path)
     run = RunLayout(seed_dir(root / "runs", SEEDS[0]))
     out = tmp_path / "ref.json"
     result = invoke("evaluate", "--checkpoint", str(run.final_weights), "--out", str(out), "--params", str(params))
@@ -209,3 +213,80 @@ def test_export_never_replaces_a_folder_pgolf_did_not_write(workspace):
     assert (mine / "submission.json").is_file()
     assert invoke("report", "--params", str(params), "--export", str(mine)).exit_code == 0  # its own: replaced
     shutil.rmtree(mine)
+
+
+class _OpensAFileWhenUnpickled:
+    """A pickled object whose loading would run code: it creates `path`."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_evaluate_refuses_a_pt_holding_a_pickled_object(workspace, tmp_path, monkeypatch):
+    root, _, params = workspace
+    monkeypatch.chdir(tmp_path)
+    marker = tmp_path / "code-ran"
+    evil = tmp_path / "evil.pt"
+    torch.save({"tok_emb.weight": torch.zeros(2), "payload": _OpensAFileWhenUnpickled(marker)}, evil)
+    result = invoke("evaluate", "--checkpoint", str(evil), "--out", str(tmp_path / "e.json"), "--params", str(params))
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"pgolf: error: {evil}: not a loadable state dict of tensors"), lines
+    assert not marker.exists(), "loading the checkpoint ran the pickled code"
+    assert not (tmp_path / "e.json").exists()
+
+
+def test_export_holds_only_the_seeds_in_the_table(workspace, tmp_path, monkeypatch):
+    """Both seeds trained, only the first in params `seeds`: the export leaves the other out."""
+    root, p, _ = workspace
+    monkeypatch.chdir(tmp_path)
+    for seed in SEEDS:  # every seed's metrics are there, as after a wider run
+        (tmp_path / MetricsLayout().seed(seed)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(root / MetricsLayout().seed(seed), tmp_path / MetricsLayout().seed(seed))
+    for name in ("runs", "data"):  # the same runs and data, inside this workspace
+        (tmp_path / name).symlink_to((root / name).resolve(), target_is_directory=True)
+    narrowed = dataclasses.replace(p, seeds=SEEDS[:1], data=dataclasses.replace(p.data, out_dir=str(tmp_path / "data")),
+                                   train=dataclasses.replace(p.train, out_dir=str(tmp_path / "runs")))
+    one = write_params(narrowed, tmp_path / "one.yaml")
+    result = invoke("report", "--params", str(one), "--export", str(tmp_path / "sub"))
+    assert result.exit_code == 0, result.output
+    table = (tmp_path / MetricsLayout().summary_table).read_text()
+    assert f"| {SEEDS[0]} |" in table and f"| {SEEDS[1]} |" not in table
+    assert sorted(x.name for x in (tmp_path / "sub").iterdir()) == sorted([
+        ".pgolf-output", "README.md", "requirements.txt", "submission.json", "train_gpt.py",
+        f"train_seed{SEEDS[0]}.log"])
+    assert json.loads((tmp_path / "sub" / "submission.json").read_text())["seeds"] == [SEEDS[0]]
+    assert f"seed {SEEDS[1]}" not in (tmp_path / "sub" / "README.md").read_text()
+
+
+def test_swa_method_ema_writes_the_exponential_average_of_every_step(record_params, embedded_data, tmp_path,
+                                                                     monkeypatch):
+    """`swa.method: ema`: averaged.pt is the EMA, which is ema <- d*ema + (1-d)*w after every step from
+    the initial weights, recomputed here in fp64 from the weights after each step (snapshots)."""
+    from pipeline.runtime import detect_runtime
+    from pipeline.train.loop import Trainer
+
+    monkeypatch.chdir(tmp_path)
+    decay, steps = 0.6, 4
+    p = tiny_params(record_params, embedded_data.layout.root, tmp_path / "runs", seeds=(21,),
+                    train=dict(iterations=steps, warmdown_iters=steps + 1, ema_enabled=True, ema_decay=decay),
+                    swa=dict(every=1, start_lrmul=1.0, max_snapshots=0, method="ema"))  # lr_mul < 1 from step 0
+    run = RunLayout(seed_dir(tmp_path / "runs", 21))
+    trainer = Trainer(p, 21, embedded_data.layout.root, run.run_dir, detect_runtime(), progress=False)
+    initial = {k: v.detach().double().clone() for k, v in trainer.model.state_dict().items()}
+    trainer.write_outputs(trainer.run())
+    snaps = torch.load(run.snapshots, weights_only=True)
+    assert snaps["steps"] == list(range(1, steps + 1))  # the weights after every step
+    result = invoke("swa", "--seed", "21", "--params", str(write_params(p, tmp_path / "ema.yaml")))
+    assert result.exit_code == 0, result.output
+    averaged = torch.load(run.averaged, weights_only=True)
+    final = torch.load(run.final_weights, weights_only=True)
+    for k in ("blocks.0.mlp.fc.weight", "tok_emb.weight"):
+        expected = initial[k]
+        for state in snaps["states"]:
+            expected = decay * expected + (1 - decay) * state[k].double()
+        assert torch.allclose(averaged[k].double(), expected, rtol=0, atol=1e-6), k
+        assert not torch.equal(averaged[k], final[k])

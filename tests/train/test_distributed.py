@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import functools
 import os
-import socket
 from pathlib import Path
 
+import pytest
 import torch
+import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import pipeline.train.loop as loop
@@ -37,15 +38,11 @@ def _build_fp32_optimizers(model, cfg, rt):
     return bundle
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _worker(rank: int, world_size: int, port: int, params, data_dir: str, run_dir: str) -> None:
+    # As under torchrun: the rendezvous store is already listening (the test's, on
+    # a port the OS chose and that stays bound), so no rank opens a port of its own.
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), TORCHELASTIC_USE_AGENT_STORE="True")
     torch.set_num_threads(1)
     loop.build_optimizers = _build_fp32_optimizers
     rt = init_runtime()
@@ -55,13 +52,18 @@ def _worker(rank: int, world_size: int, port: int, params, data_dir: str, run_di
         shutdown_runtime(rt)
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one(record_params, embedded_data, tmp_path, monkeypatch):
     monkeypatch.setattr(loop, "build_optimizers", _build_fp32_optimizers)
     p = tiny_params(record_params, embedded_data.layout.root, tmp_path, train=dict(iterations=STEPS, warmdown_iters=2))
     one = seed_dir(tmp_path / "one", 5)
     train(p, 5, embedded_data.layout.root, one, detect_runtime(), progress=False)
     two = seed_dir(tmp_path / "two", 5)
-    mp.spawn(_worker, args=(2, _free_port(), p, str(embedded_data.layout.root), str(two)), nprocs=2, join=True)
+    store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)  # port 0: the OS picks
+    try:
+        mp.spawn(_worker, args=(2, store.port, p, str(embedded_data.layout.root), str(two)), nprocs=2, join=True)
+    finally:
+        del store
 
     a = torch.load(RunLayout(one).final_weights, weights_only=True)
     b = torch.load(RunLayout(two).final_weights, weights_only=True)

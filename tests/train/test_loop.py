@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from pipeline.errors import TrainingError
+from pipeline.errors import DataError, TrainingError
 from pipeline.layout import RunLayout, seed_dir
 from pipeline.optim.schedule import lr_multiplier
 from pipeline.runtime import detect_runtime
@@ -27,6 +27,7 @@ def sixty_step_run(record_params, embedded_data, tmp_path_factory):
     return p, summary, RunLayout(seed_dir(runs, 1))
 
 
+@pytest.mark.slow
 def test_loss_falls_in_a_sixty_step_run(sixty_step_run):
     _, summary, layout = sixty_step_run
     rows = read_tsv(layout.train_log)
@@ -42,6 +43,7 @@ def test_loss_falls_in_a_sixty_step_run(sixty_step_run):
     assert summary["tokens_seen"] == 60 * 8 * 2 * 64
 
 
+@pytest.mark.slow
 def test_qat_switches_on_where_the_multiplier_falls_below_the_threshold(sixty_step_run):
     p, summary, layout = sixty_step_run
     expected = next(s for s in range(60) if lr_multiplier(s, 0.0, p.train) < p.train.qat_threshold)
@@ -50,6 +52,7 @@ def test_qat_switches_on_where_the_multiplier_falls_below_the_threshold(sixty_st
     assert qat_column == [0] * expected + [1] * (60 - expected)
 
 
+@pytest.mark.slow
 def test_swa_snapshots_are_the_expected_steps_and_outputs_exist(sixty_step_run):
     p, summary, layout = sixty_step_run
     # lr_mul(s) = (60 - s) / 30 < 0.5 for s > 45; every 2 completed steps; keep the last 3.
@@ -63,6 +66,7 @@ def test_swa_snapshots_are_the_expected_steps_and_outputs_exist(sixty_step_run):
     assert not layout.work_dir.exists()
 
 
+@pytest.mark.slow
 def test_compile_warmup_steps_leave_no_trace(record_params, embedded_data, tmp_path):
     """Warm-up steps run, then weights, optimiser state and data position are restored."""
     def final_weights(warmup: int) -> dict:
@@ -75,15 +79,42 @@ def test_compile_warmup_steps_leave_no_trace(record_params, embedded_data, tmp_p
     assert all(torch.equal(plain[k], warmed[k]) for k in plain)
 
 
-def test_wallclock_cap_stops_training(record_params, embedded_data, tmp_path):
+class _StepClock:
+    """A fake perf_counter that advances exactly 0.125 s per training step, never otherwise
+    (binary fractions: every elapsed time below is exact)."""
+
+    def __init__(self) -> None:
+        self.now = 1024.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+def test_wallclock_cap_stops_training(record_params, embedded_data, tmp_path, monkeypatch):
+    """At 125 ms a step, a 1.5 s cap stops after step 12; the warm-down (4 mean step times = 500 ms)
+    begins at 1 s: lr_mul = (1500 - 125 k) / 500 for the step from k >= 8 (SPEC §3)."""
+    import pipeline.train.clock as clock_module
+
+    fake = _StepClock()
+    monkeypatch.setattr(clock_module, "time", fake)
+    real_step = Trainer._train_step
+
+    def step_taking_125_ms(self, lr_mul, momentum):
+        fake.now += 0.125
+        return real_step(self, lr_mul, momentum)
+
+    monkeypatch.setattr(Trainer, "_train_step", step_taking_125_ms)
     p = tiny_params(record_params, embedded_data.layout.root, tmp_path,
-                    train=dict(iterations=100_000, max_wallclock_seconds=1.5, warmdown_iters=10))
+                    train=dict(iterations=100_000, max_wallclock_seconds=1.5, warmdown_iters=4))
     summary = train(p, 1, embedded_data.layout.root, seed_dir(tmp_path, 1), detect_runtime(), progress=False)
     assert summary["stopped_by"] == "wallclock"
-    assert 1 <= summary["steps"] < 100_000
-    assert summary["train_seconds"] >= 1.5
+    assert summary["steps"] == 12
+    assert summary["train_seconds"] == 1.5
     rows = read_tsv(RunLayout(seed_dir(tmp_path, 1)).train_log)
-    assert rows[-1]["lr_mul"] < 1.0  # the wall-clock warmdown engaged
+    assert [r["step"] for r in rows] == list(range(1, 13))
+    # Row `step` logs the multiplier of the step from k = step - 1, taken at k x 125 ms.
+    expected = [1.0 if k < 8 else (1500 - 125 * k) / 500 for k in range(12)]
+    assert [r["lr_mul"] for r in rows] == pytest.approx(expected, abs=1e-6)
 
 
 def test_non_finite_loss_stops_with_the_step_and_writes_nothing(record_params, embedded_data, tmp_path):
@@ -102,5 +133,6 @@ def test_tokenizer_vocab_mismatch_is_refused(record_params, embedded_data, tmp_p
     bigger = dataclasses.replace(p.model, vocab_size=2048)
     p = dataclasses.replace(p, model=bigger, data=dataclasses.replace(
         p.data, tokenizer=dataclasses.replace(p.data.tokenizer, vocab_size=2048)))
-    with pytest.raises(Exception, match="has vocab 1024 but model.vocab_size is 2048"):
+    with pytest.raises(DataError, match=r"has vocab 1024 but model\.vocab_size is 2048$") as err:
         Trainer(p, 1, embedded_data.layout.root, tmp_path / "r", detect_runtime(), progress=False)
+    assert "\n" not in str(err.value)  # printed as the one line `pgolf: error: ...`
