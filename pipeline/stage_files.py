@@ -145,7 +145,7 @@ SCORE_FIELD = "sliding_bpb"
 
 def read_size_report(path: Path, extra: tuple[str, ...] = ()) -> dict[str, Any]:
     """size.json's "size" section: model, code and total bytes (integers), and the `extra` keys
-    present (e.g. `code_sha256`, the train_gpt.py the sizes were counted with)."""
+    present (e.g. `modules_sha256`, the code train_gpt.py embeds)."""
     path = Path(path)
     report = read_json_object(path, "written by `pgolf quantize`")
     size = _field(report, "size", (dict,), path)

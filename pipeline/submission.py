@@ -19,7 +19,6 @@ seed whose artifact plus that file exceeds the cap.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import math
 from collections.abc import Mapping
@@ -31,7 +30,7 @@ from pipeline import atomic
 from pipeline.config import Params
 from pipeline.errors import PgolfError
 from pipeline.export.run import final_lines, row_line, size_lines
-from pipeline.export.script import SCRIPT_NAME, exported_script, requirements
+from pipeline.export.script import SCRIPT_NAME, exported_script, modules_sha256, requirements
 from pipeline.layout import MetricsLayout, RunLayout
 from pipeline.quant.pairing import check_size_report
 from pipeline.quant.size import size_report
@@ -179,12 +178,12 @@ def export_records(out_dir: Path, summary: Mapping[str, Any], per_seed: Mapping[
                 raise PgolfError(f"{src}: missing, cannot export seed {seed}")
         check_size_report(run.artifact, run.size_report, int(seed))  # one quantize run's pair
         check_train_outputs(run, int(seed))
-    plain = hashlib.sha256(exported_script(params)).hexdigest()
+    code = modules_sha256()
     for seed, run in runs.items():  # the code that produced the run is the code exported
-        recorded = read_size_report(run.size_report, extra=("code_sha256",)).get("code_sha256")
-        if recorded != plain:
-            raise PgolfError(f"{run.size_report}: seed {seed} was packed with other code or params than "
-                             "this checkout's train_gpt.py (re-run `dvc repro` before exporting)")
+        recorded = read_size_report(run.size_report, extra=("modules_sha256",)).get("modules_sha256")
+        if recorded != code:
+            raise PgolfError(f"{run.size_report}: seed {seed} was packed by other pgolf code than this "
+                             "checkout's (re-run `dvc repro` before exporting)")
     script = exported_script(params, compress)
     fields = submission_fields(summary, per_seed, who, len(script), params.report.baseline_bpb)
     for seed, metrics in per_seed.items():  # the cap, counted with the file written here

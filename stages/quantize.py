@@ -29,7 +29,7 @@ def quantize_command(
     from pipeline import atomic
     from pipeline.config import check_seed
     from pipeline.export.closure import code_files
-    from pipeline.export.script import exported_script
+    from pipeline.export.script import exported_script, modules_sha256
     from pipeline.layout import RunLayout, seed_dir
     from pipeline.locks import run_lock
     from pipeline.preflight import preflight
@@ -43,7 +43,7 @@ def quantize_command(
                   writes=[(layout.artifact, "train.out_dir"), (layout.size_report, "train.out_dir")])
         for output in (layout.artifact, layout.size_report):
             atomic.clean_stale(output)
-        packed = pack_run(layout, p, seed, exported_script(p), code_files())
+        packed = pack_run(layout, p, seed, exported_script(p), code_files(), modules_sha256())
         write_packed(layout, packed, p.quant)
     report, stats = packed.size, packed.stats
     verdict = "within" if report.within_cap else "OVER"

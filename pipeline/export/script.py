@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import hashlib
 import lzma
 import pprint
 import re
@@ -216,6 +217,19 @@ PARAMS = {pprint.pformat(params.to_dict(), sort_dicts=False, width=110)}
         body.append(f"    {m.name!r}: ({m.is_package}, {_raw_literal(m.source, m.path)}),")
     body.append("}")
     return head + "\n".join(body) + "\n" + _LOADER + _MAIN
+
+
+def modules_sha256(source_root: Path | None = None) -> str:
+    """The identity of the code train_gpt.py embeds: sha256 over each module's name and source.
+
+    quantize records it in size.json; the export refuses a run packed by other
+    code.  Params are not part of it: a change that DVC re-runs only later
+    stages for (eval, report) must not make an earlier seed unexportable.
+    """
+    digest = hashlib.sha256()
+    for m in embedded_modules(source_root):
+        digest.update(f"{m.name}\0{len(m.source)}\0".encode("utf-8") + m.source.encode("utf-8"))
+    return digest.hexdigest()
 
 
 def compressed_source(source: str) -> str:

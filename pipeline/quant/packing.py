@@ -8,7 +8,6 @@ before the cap is enforced: nothing is written for an artifact over the cap
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -30,7 +29,7 @@ class PackedRun:
 
 
 def pack_run(layout: RunLayout, params: Params, seed: int, code: bytes,
-             code_files: Sequence[CodeFile] = ()) -> PackedRun:
+             code_files: Sequence[CodeFile] = (), modules_sha256: str = "") -> PackedRun:
     """Quantise and compress `layout.averaged` and measure it, with `code` (the bytes of
     train_gpt.py), against the cap (not enforced yet)."""
     if not layout.averaged.is_file():
@@ -40,7 +39,7 @@ def pack_run(layout: RunLayout, params: Params, seed: int, code: bytes,
     meta = {"seed": seed, "params_digest": params.digest(), "model": dataclasses.asdict(params.model)}
     blob, stats = pack_artifact(state, params.quant, meta)
     size = size_report(len(blob), params.quant, len(code), code_files, enforce=False,
-                       code_sha256=hashlib.sha256(code).hexdigest())
+                       modules_sha256=modules_sha256)
     return PackedRun(blob, stats, size)
 
 

@@ -36,7 +36,7 @@ class SizeReport:
     headroom_bytes: int  # cap - total; negative when over the cap
     within_cap: bool
     files: list[CodeFile] = field(default_factory=list)
-    code_sha256: str = ""  # of the train_gpt.py counted (the export checks it still matches)
+    modules_sha256: str = ""  # of the pgolf modules train_gpt.py embeds (the export checks they still match)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -48,7 +48,7 @@ def size_report(
     code_bytes: int,
     files: Sequence[CodeFile] = (),
     enforce: bool = True,
-    code_sha256: str = "",
+    modules_sha256: str = "",
 ) -> SizeReport:
     """Model + code bytes against `cfg.cap_bytes`; over the cap raises unless `cfg.allow_oversize`
     (or `enforce` is False: the caller then shows the figures and calls `check_cap` itself).
@@ -65,7 +65,7 @@ def size_report(
         headroom_bytes=cfg.cap_bytes - total,
         within_cap=total <= cfg.cap_bytes,
         files=list(files),
-        code_sha256=code_sha256,
+        modules_sha256=modules_sha256,
     )
     if enforce:
         check_cap(report, cfg)

@@ -43,7 +43,6 @@ def test_a_long_document_encoded_in_pieces_gives_the_same_ids(tmp_path):
 def test_a_32x_longer_line_needs_no_more_peak_memory(tmp_path):
     """Peak RSS growth while encoding one 8 MB line, in a fresh process, stays near the memory of
     the text itself (before: ~45 bytes per character, 360 MB; a 32 MB line took 2 GB)."""
-    import json
     import subprocess
     import sys
 

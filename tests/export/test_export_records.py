@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import hashlib
 import json
 import lzma
 import os
@@ -21,7 +20,7 @@ from typer.testing import CliRunner
 
 from pipeline.config import Params, load_params
 from pipeline.errors import ArtifactError
-from pipeline.export.script import SCRIPT_NAME, exported_script, script_source
+from pipeline.export.script import SCRIPT_NAME, exported_script, modules_sha256, script_source
 from pipeline.layout import MetricsLayout, RunLayout, seed_dir
 from pipeline.quant.packing import pack_run, write_packed
 from stages.cli import app
@@ -239,7 +238,14 @@ def test_export_flags(exported):
     mp.chdir(work)
     try:
         result = runner.invoke(app, ["export", "--out", str(records), "--params", str(params)])
-        assert result.exit_code == 1 and "exists and is not empty (use --force" in result.output
+        assert result.exit_code == 0, result.output  # an earlier export (its marker says so) is replaced
+        mine = work / "mine"
+        mine.mkdir()
+        (mine / "notes.txt").write_text("kept\n")
+        result = runner.invoke(app, ["export", "--out", str(mine), "--params", str(params)])
+        assert result.exit_code == 1 and "refusing to replace it (--force replaces it)" in result.output
+        assert (mine / "notes.txt").read_text() == "kept\n"
+        shutil.rmtree(mine)
         result = runner.invoke(app, ["export", "--out", str(records), "--params", str(params), "--force",
                                      "--compress-code", "--track", "non_record_16mb"])
         assert result.exit_code == 0, result.output
@@ -247,13 +253,26 @@ def test_export_flags(exported):
         size = (records / SCRIPT_NAME).stat().st_size
         assert sub["bytes_code"] == size < len(exported_script(exported["p"])) // 2
         assert sub["track"] == "non_record_16mb" and "self-extracting" in (records / "README.md").read_text()
-        # Params other than the run's: the script would not reproduce the logs, so the export refuses.
+        # An eval-only change (DVC re-runs evaluate and report, not quantize) still exports, the cap
+        # counted with the file written.
         other = dataclasses.replace(exported["p"], eval=dataclasses.replace(exported["p"].eval, stride=32))
         result = runner.invoke(app, ["export", "--out", str(work / "other"), "--params",
                                      str(write_params(other, work / "other.yaml"))])
-        assert result.exit_code == 1 and "packed with other code or params" in result.output
+        assert result.exit_code == 0, result.output
+        assert json.loads((work / "other" / "submission.json").read_text())["bytes_code"] == len(exported_script(other))
+        shutil.rmtree(work / "other")
+        # A run packed by other code (as an older pgolf's quantize would record it) is refused.
+        size_json = exported["pipe"].size_report
+        original = size_json.read_text()
+        assert json.loads(original)["size"]["modules_sha256"] == modules_sha256()
+        tampered = json.loads(original)
+        tampered["size"]["modules_sha256"] = "0" * 64
+        size_json.write_text(json.dumps(tampered))
+        try:
+            result = runner.invoke(app, ["export", "--out", str(work / "other"), "--params", str(params)])
+        finally:
+            size_json.write_text(original)
+        assert result.exit_code == 1 and "was packed by other pgolf code" in result.output
         assert not (work / "other").exists()
-        recorded = json.loads(exported["pipe"].size_report.read_text())["size"]["code_sha256"]
-        assert recorded == hashlib.sha256(exported_script(exported["p"])).hexdigest()
     finally:
         mp.undo()

@@ -6,7 +6,6 @@ exact one-line message and that nothing else on disk changed.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,6 @@ from typer.testing import CliRunner
 
 from pipeline.atomic import OUTPUT_MARKER
 from stages.cli import app
-from tests.conftest import ROOT
 from tests.data.helpers import SMALL_VOCAB, data_config, pydoc_paragraphs, small_tokenizer, write_jsonl, write_params
 from tests.stages.disk_state import disk_state, killed_at, one_line_error, stop_at
 

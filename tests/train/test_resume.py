@@ -80,7 +80,8 @@ def test_killed_and_resumed_equals_uninterrupted(record_params, embedded_data, t
 
     # Different params: refused, one line, the checkpoint kept.
     other = tiny_params(record_params, embedded_data.layout.root, tmp_path / "killed",
-                        train=dict(iterations=ITERATIONS, warmdown_iters=20, checkpoint_every=4, matrix_lr=0.03))
+                        train=dict(iterations=ITERATIONS, warmdown_iters=20, checkpoint_every=4, matrix_lr=0.03),
+                        workspace=tmp_path)
     refused = subprocess.run(_train_cmd(write_params(other, tmp_path / "other.yaml"), "--resume"), cwd=ROOT,
                              capture_output=True, text=True, timeout=300)
     assert refused.returncode == 1
