@@ -86,8 +86,8 @@ def test_missing_score_rejected(record_params):
 
 
 @pytest.mark.parametrize(("content", "problem"), [
-    ('{"seed": 1335, "int6_bpb": 1.2}', "no 'sliding_bpb' figure"),
-    ('{"seed": 1335, "sliding_bpb": ', "not JSON"),
+    ('{"seed": 1335, "int6_bpb": 1.2}', "no 'sliding_bpb' field"),
+    ('{"seed": 1335, "sliding_bpb": ', "not valid JSON (Expecting value at line 1, column 31)"),
 ])
 def test_report_on_a_seed_without_its_score_is_one_line_naming_the_file(record_params, tmp_path, monkeypatch,
                                                                         content, problem):
@@ -107,6 +107,5 @@ def test_report_on_a_seed_without_its_score_is_one_line_naming_the_file(record_p
     assert result.exit_code == 1
     lines = result.stderr.splitlines()
     assert len(lines) == 1, lines
-    assert lines[0].startswith(f"pgolf: error: {layout.seed(1335)}: {problem}")
-    assert lines[0].endswith("re-run `pgolf evaluate --seed 1335`")
+    assert lines[0] == f"pgolf: error: {layout.seed(1335)}: {problem}"
     assert not layout.summary.exists() and not layout.summary_table.exists()

@@ -17,7 +17,7 @@ from tests.train.helpers import tiny_params, write_params
 @pytest.mark.slow
 def test_train_relaunches_itself_on_two_gloo_processes(record_params, embedded_data, tmp_path):
     p = tiny_params(record_params, embedded_data.layout.root, tmp_path / "runs",
-                    train=dict(nproc_per_node=2, iterations=3, warmdown_iters=2))
+                    train=dict(nproc_per_node=2, iterations=3, warmdown_iters=2), workspace=tmp_path)
     params = write_params(p, tmp_path / "params.yaml")
     # Exactly what DVC runs (`pgolf train --seed N`), from this checkout; torchrun's
     # --standalone rendezvous takes a port the OS picks.
