@@ -81,9 +81,10 @@ def quantize_tensor(name: str, tensor: Tensor, cfg: QuantConfig,
 
     `inputs` are what the method declares it `needs` (`pipeline.quant.methods`)."""
     t = tensor.detach().to("cpu").contiguous()
-    name_of_scheme = choose_scheme(name, t, cfg)
-    scheme = get_scheme(name_of_scheme)
-    entry: dict[str, Any] = {"scheme": name_of_scheme, "dtype": dtype_name(t.dtype), "shape": list(t.shape)}
+    scheme = get_scheme(choose_scheme(name, t, cfg))
+    # The registry's own name string: one object per scheme, so the archive's pickle is the same
+    # whichever params object named the scheme (pickle shares repeated objects by identity).
+    entry: dict[str, Any] = {"scheme": scheme.name, "dtype": dtype_name(t.dtype), "shape": list(t.shape)}
     if scheme.kept:
         entry.update(scheme.store(t))
     else:

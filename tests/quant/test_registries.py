@@ -16,12 +16,20 @@ from .conftest import g3_shapes, random_state_dict
 
 
 def test_record_artifact_bytes_are_those_of_the_fixed_int6_int8_zstd_packer(g3_state_dict, fast_quant_cfg):
-    # sha256 and size of this artifact as written by the packer before the registries (commit 2d4cc66).
+    # sha256 and size of these artifacts as written by the packer before the registries (commit 2d4cc66),
+    # with the quant params read from params.yaml.  The second has int6 attn and mlp matrices and int8
+    # for both the embedding and a 3-D tensor: their scheme names come from different params fields.
     blob, stats = pack_artifact(g3_state_dict, fast_quant_cfg, {"seed": 1})
     assert (len(blob), hashlib.sha256(blob).hexdigest()) == (
         2_115_387, "78a9e042e00a54085e50e394aaa2db7c77b49c81c8dd9ef419890dcb3422f8ca")
     assert blob[:8] == MAGIC == b"PGOLFQZ\x00"
     assert (stats.method, stats.compressor) == ("rtn", "zstd")
+    sd = random_state_dict(g3_shapes(num_layers=2, dim=512, heads=8, kv_heads=4))
+    sd["blocks.0.mlp.conv"] = sd["blocks.0.mlp.fc.weight"].reshape(512, 3, 512)[:300].clone()
+    blob, stats = pack_artifact(sd, fast_quant_cfg, {"seed": 1})
+    assert (stats.counts["int6"], stats.counts["int8"], stats.counts["kept"]) == (12, 2, 13)
+    assert (len(blob), hashlib.sha256(blob).hexdigest()) == (
+        3_787_828, "183ff211e9fba267106681345aae7bee9df6f2f9812107ed645856b2d55b94da")
 
 
 @pytest.mark.parametrize(("scheme", "lo", "hi"), [("int5", -16, 15), ("int7", -64, 63)])
