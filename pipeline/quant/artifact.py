@@ -70,8 +70,8 @@ class ArtifactStats:
     counts: dict[str, int]
     quantize_seconds: float
     compress_seconds: float
-    method: str = "rtn"  # quant.method that rounded the integer schemes
-    compressor: str = "zstd"  # quant.compressor, also recorded in the header
+    method: str  # quant.method that rounded the integer schemes
+    compressor: str  # quant.compressor, also recorded in the header
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -145,14 +145,14 @@ def _unpack_payload(blob: bytes, name: str) -> bytes:
         raise ArtifactError(f"{name}: not a pgolf artifact (magic {head!r}, expected {MAGIC_PREFIX!r})")
     if len(blob) < HEADER_BYTES:
         raise ArtifactError(f"{name}: truncated: {len(blob)} bytes, shorter than the {HEADER_BYTES}-byte header")
-    _magic, version, length, digest = _HEADER.unpack_from(blob)
+    magic, version, length, digest = _HEADER.unpack_from(blob)
     if version != FORMAT_VERSION:
         raise ArtifactError(
             f"{name}: artifact format version {version}; this pgolf reads version {FORMAT_VERSION}"
         )
-    compressor = compressor_by_code(_magic[len(MAGIC_PREFIX)])
+    compressor = compressor_by_code(magic[len(MAGIC_PREFIX)])
     if compressor is None:
-        raise ArtifactError(f"{name}: compressed with compressor code {_magic[len(MAGIC_PREFIX)]}, "
+        raise ArtifactError(f"{name}: compressed with compressor code {magic[len(MAGIC_PREFIX)]}, "
                             f"which no registered compressor has")
     payload = blob[HEADER_BYTES:]
     if len(payload) < length:
