@@ -190,10 +190,26 @@ class SwaConfig:
 
 
 @dataclass(frozen=True)
-class QuantConfig:
-    """Mixed int6/int8 per-row quantisation and zstd packing (SPEC §4)."""
+class QuantSchemes:
+    """Storage scheme (`pipeline.quant.schemes`) of each category's 2-D weights."""
 
-    int6_categories: tuple[str, ...]
+    embed: str
+    mlp: str
+    attn: str
+    other: str
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """Mixed per-row quantisation and compressed packing (SPEC §4)."""
+
+    # Rounding method (`pipeline.quant.methods`): rtn = round to nearest.
+    method: str
+    schemes: QuantSchemes
+    # Scheme of large float tensors that are not 2-D (vectors, conv kernels), whatever their category.
+    non_matrix_scheme: str
+    # Payload compressor (`pipeline.quant.compressors`), recorded in the artifact header.
+    compressor: str
     keep_float_max_numel: int
     int8_clip_percentile: float
     zstd_level: int
@@ -471,8 +487,7 @@ def validate(p: Params) -> None:
     _check(s.method != "ema" or tr.ema_enabled, "swa.method", s.method, "needs train.ema_enabled: true")
 
     q = p.quant
-    _check(all(cat in ("mlp", "attn", "embed", "other") for cat in q.int6_categories), "quant.int6_categories",
-           list(q.int6_categories), "categories are mlp, attn, embed, other")
+    validate_quant_names(q)
     _check(q.keep_float_max_numel >= 0, "quant.keep_float_max_numel", q.keep_float_max_numel, "must be >= 0")
     _check(0 < q.int8_clip_percentile <= 100, "quant.int8_clip_percentile", q.int8_clip_percentile,
            "must be in (0, 100]")
@@ -489,6 +504,22 @@ def validate(p: Params) -> None:
     _check(r.baseline_bpb > 0, "report.baseline_bpb", r.baseline_bpb, "must be > 0")
     _check(r.min_improvement_nats >= 0, "report.min_improvement_nats", r.min_improvement_nats, "must be >= 0")
     _check(0 < r.p_threshold < 1, "report.p_threshold", r.p_threshold, "must be in (0, 1)")
+
+
+def validate_quant_names(q: QuantConfig) -> None:
+    """Every scheme, method and compressor name in `quant` is registered (tests may register more)."""
+    # Imported here: the registries import torch and zstandard, which loading params otherwise does not need.
+    from pipeline.quant.compressors import COMPRESSORS
+    from pipeline.quant.methods import METHODS
+    from pipeline.quant.schemes import SCHEMES
+
+    for key, value in [*((f"quant.schemes.{f.name}", getattr(q.schemes, f.name))
+                         for f in dataclasses.fields(q.schemes)),
+                       ("quant.non_matrix_scheme", q.non_matrix_scheme)]:
+        _check(value in SCHEMES, key, value, f"not a registered storage scheme ({', '.join(SCHEMES)})")
+    _check(q.method in METHODS, "quant.method", q.method, f"not a registered method ({', '.join(METHODS)})")
+    _check(q.compressor in COMPRESSORS, "quant.compressor", q.compressor,
+           f"not a registered compressor ({', '.join(COMPRESSORS)})")
 
 
 # --------------------------------------------------------------------------- output locations

@@ -1,4 +1,4 @@
-"""`pgolf quantize --seed N`: mixed int6/int8 quantisation + zstd packing under the size cap (SPEC §4)."""
+"""`pgolf quantize --seed N`: mixed per-row quantisation + compressed packing under the size cap (SPEC §4)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ def quantize_command(
 ) -> None:
     """Quantise and pack one seed's averaged weights under the size cap.
 
-    Writes <run>/model.int6.ptz (int6 per row for mlp/attn matrices, int8 for the
-    embedding, small tensors kept; zstd level quant.zstd_level) and <run>/size.json (written
+    Writes <run>/model.int6.ptz (each category's matrices in its quant.schemes scheme, rounded
+    by quant.method; the record: int6 per row for mlp/attn, int8 for the embedding; small
+    tensors kept; compressed by quant.compressor) and <run>/size.json (written
     first, naming the artifact's sha256; evaluate refuses a pair that does not match).
 
     The code bytes are those of the train_gpt.py `pgolf export` writes for these params

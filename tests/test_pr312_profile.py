@@ -45,7 +45,7 @@ def test_pr312_holds_the_repro_command(pr312: Params):
     assert (t.muon_momentum, t.muon_momentum_warmup_start, t.muon_momentum_warmup_steps) == (0.99, 0.92, 1500)
     assert (t.muon_weight_decay, t.adam_weight_decay) == (0.04, 0.04)
     assert s.enabled and (s.every, s.start_lrmul, s.max_snapshots, s.method) == (200, 0.5, 0, "snapshots")
-    assert q.int6_categories == ("mlp", "attn")
+    assert (q.schemes.mlp, q.schemes.attn, q.schemes.embed, q.schemes.other) == ("int6", "int6", "int8", "int8")
     assert (e.seq_len, e.stride, e.batch_seqs) == (2048, 64, 32)
     c = m.canon
     assert (c.placements, c.kernel, c.residual, c.activation, c.bias) == ("ACD", 3, True, False, False)

@@ -1,1 +1,1 @@
-"""Post-training quantisation (SPEC §4): per-row int6/int8, the artifact format, size accounting."""
+"""Post-training quantisation (SPEC §4): storage schemes, rounding methods and compressors (three registries), the artifact format, size accounting."""

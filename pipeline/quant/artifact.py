@@ -3,28 +3,32 @@
 Layout (all integers little-endian)::
 
     offset  size  field
-    0       8     magic            b"PGOLFQZ\\x00"
+    0       7     magic            b"PGOLFQZ"
+    7       1     compressor       its code in `pipeline.quant.compressors` (zstd: 0)
     8       4     format version   uint32 (FORMAT_VERSION)
     12      8     payload length   uint64, bytes of the compressed payload
     20      32    payload sha256   of the compressed payload bytes
-    52      ...   payload          one zstd frame (level QuantConfig.zstd_level)
+    52      ...   payload          compressed by `quant.compressor` (zstd: one frame, level quant.zstd_level)
+
+A zstd artifact therefore starts with ``MAGIC`` = b"PGOLFQZ\\x00", as every
+artifact did before compressors were registered: those files read unchanged.
 
 The decompressed payload is a `torch.save` archive of plain data only, so it
 loads with ``torch.load(weights_only=True)`` and no code is ever unpickled::
 
     {"format_version": int,
-     "tensors": {name: {"scheme": "int6"|"int8"|"fp16"|"fp32"|"raw",
+     "tensors": {name: {"scheme": a registered storage scheme (int6, int8, fp16, ...),
                         "dtype": "float32", "shape": [...],
-                        "data": Tensor, "scale": Tensor (int6/int8 only)}},
+                        <the scheme's fields>: Tensor ("data"; "scale" for integer schemes)}},
      "meta": {...}}   # caller's metadata: str/int/float/bool/None/list/dict
 
-`pipeline.quant.mixed` defines the schemes.  Reading checks, in order: the
-magic, that the header is complete, the version, the payload length, the
-sha256, then the zstd frame and the archive's structure; any failure raises
+`pipeline.quant.schemes` defines the schemes.  Reading checks, in order: the
+magic, that the header is complete, the version, the compressor, the payload
+length, the sha256, then the decompression and the archive's structure; any failure raises
 `ArtifactError` naming the file and the check.  To enforce the size cap
 before anything is written, pack with `pack_artifact`, check the size
 (`pipeline.quant.size`), then write the bytes.  The header costs 52 bytes and counts in the size.
-Compression is single-threaded so the same weights give the same bytes.
+Compressors are deterministic, so the same weights give the same bytes.
 """
 
 from __future__ import annotations
@@ -39,15 +43,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import zstandard
 from torch import Tensor
 
 from pipeline import atomic
 from pipeline.config import QuantConfig
 from pipeline.errors import ArtifactError
-from pipeline.quant.mixed import SCHEMES, dequantize_state_dict, quantize_state_dict, scheme_counts
+from pipeline.quant.compressors import compressor_by_code, get_compressor
+from pipeline.quant.mixed import dequantize_state_dict, quantize_state_dict, scheme_counts
+from pipeline.quant.schemes import SCHEMES
 
-MAGIC = b"PGOLFQZ\x00"
+MAGIC_PREFIX = b"PGOLFQZ"
+MAGIC = MAGIC_PREFIX + bytes([get_compressor("zstd").code])  # a zstd artifact's first 8 bytes
 FORMAT_VERSION = 1
 _HEADER = struct.Struct("<8sIQ32s")
 HEADER_BYTES = _HEADER.size  # 52
@@ -64,6 +70,8 @@ class ArtifactStats:
     counts: dict[str, int]
     quantize_seconds: float
     compress_seconds: float
+    method: str  # quant.method that rounded the integer schemes
+    compressor: str  # quant.compressor, also recorded in the header
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,21 +95,25 @@ def _check_plain(value: Any, where: str) -> None:
 
 
 def pack_artifact(
-    state_dict: Mapping[str, Tensor], cfg: QuantConfig, meta: Mapping[str, Any]
+    state_dict: Mapping[str, Tensor], cfg: QuantConfig, meta: Mapping[str, Any],
+    inputs: Mapping[str, Any] | None = None,
 ) -> tuple[bytes, ArtifactStats]:
-    """Quantise, serialise and compress: the artifact's bytes, not yet written anywhere."""
+    """Quantise, serialise and compress: the artifact's bytes, not yet written anywhere.
+
+    `inputs`: what `quant.method` declares it needs (`pipeline.quant.methods`)."""
     meta = dict(meta)
     _check_plain(meta, "meta")
+    compressor = get_compressor(cfg.compressor)
     t0 = time.perf_counter()
-    tensors = quantize_state_dict(state_dict, cfg)
+    tensors = quantize_state_dict(state_dict, cfg, inputs)
     buf = io.BytesIO()
     torch.save({"format_version": FORMAT_VERSION, "tensors": tensors, "meta": meta}, buf)
     raw = buf.getvalue()
     t1 = time.perf_counter()
-    payload = zstandard.ZstdCompressor(level=cfg.zstd_level, threads=0).compress(raw)
+    payload = compressor.compress(raw, cfg)
     t2 = time.perf_counter()
     digest = hashlib.sha256(payload).digest()
-    blob = _HEADER.pack(MAGIC, FORMAT_VERSION, len(payload), digest) + payload
+    blob = _HEADER.pack(MAGIC_PREFIX + bytes([compressor.code]), FORMAT_VERSION, len(payload), digest) + payload
     stats = ArtifactStats(
         file_bytes=len(blob),
         payload_bytes=len(raw),
@@ -110,31 +122,38 @@ def pack_artifact(
         counts=scheme_counts(tensors),
         quantize_seconds=t1 - t0,
         compress_seconds=t2 - t1,
+        method=cfg.method,
+        compressor=compressor.name,
     )
     return blob, stats
 
 
 def write_artifact(
-    path: str | Path, state_dict: Mapping[str, Tensor], cfg: QuantConfig, meta: Mapping[str, Any]
+    path: str | Path, state_dict: Mapping[str, Tensor], cfg: QuantConfig, meta: Mapping[str, Any],
+    inputs: Mapping[str, Any] | None = None,
 ) -> ArtifactStats:
     """Pack `state_dict` and write it to `path` atomically."""
-    blob, stats = pack_artifact(state_dict, cfg, meta)
+    blob, stats = pack_artifact(state_dict, cfg, meta, inputs)
     atomic.write_bytes(path, blob)
     return stats
 
 
 def _unpack_payload(blob: bytes, name: str) -> bytes:
     """Check the header and digest; return the decompressed torch.save archive."""
-    head = blob[: len(MAGIC)]
-    if head != MAGIC[: len(head)] or not head:
-        raise ArtifactError(f"{name}: not a pgolf artifact (magic {head!r}, expected {MAGIC!r})")
+    head = blob[: len(MAGIC_PREFIX)]
+    if head != MAGIC_PREFIX[: len(head)] or not head:
+        raise ArtifactError(f"{name}: not a pgolf artifact (magic {head!r}, expected {MAGIC_PREFIX!r})")
     if len(blob) < HEADER_BYTES:
         raise ArtifactError(f"{name}: truncated: {len(blob)} bytes, shorter than the {HEADER_BYTES}-byte header")
-    _magic, version, length, digest = _HEADER.unpack_from(blob)
+    magic, version, length, digest = _HEADER.unpack_from(blob)
     if version != FORMAT_VERSION:
         raise ArtifactError(
             f"{name}: artifact format version {version}; this pgolf reads version {FORMAT_VERSION}"
         )
+    compressor = compressor_by_code(magic[len(MAGIC_PREFIX)])
+    if compressor is None:
+        raise ArtifactError(f"{name}: compressed with compressor code {magic[len(MAGIC_PREFIX)]}, "
+                            f"which no registered compressor has")
     payload = blob[HEADER_BYTES:]
     if len(payload) < length:
         raise ArtifactError(f"{name}: truncated: payload has {len(payload)} of {length} bytes")
@@ -143,16 +162,15 @@ def _unpack_payload(blob: bytes, name: str) -> bytes:
     if hashlib.sha256(payload).digest() != digest:
         raise ArtifactError(f"{name}: corrupt: payload sha256 does not match the header")
     try:
-        return zstandard.ZstdDecompressor().decompress(payload)
-    except zstandard.ZstdError as exc:
-        raise ArtifactError(f"{name}: corrupt: zstd payload does not decompress: {exc}") from exc
+        return compressor.decompress(payload)
+    except compressor.errors as exc:
+        raise ArtifactError(f"{name}: corrupt: {compressor.name} payload does not decompress: {exc}") from exc
 
 
 def _check_entry(name: str, key: str, entry: Any) -> None:
     if not isinstance(entry, dict) or entry.get("scheme") not in SCHEMES:
         raise ArtifactError(f"{name}: tensor {key!r} has no valid quantisation scheme")
-    needed = ("data", "scale") if entry["scheme"] in ("int6", "int8") else ("data",)
-    for field in needed:
+    for field in SCHEMES[entry["scheme"]].fields:
         if not isinstance(entry.get(field), Tensor):
             raise ArtifactError(f"{name}: tensor {key!r} ({entry['scheme']}) lacks its {field!r} tensor")
 

@@ -1,14 +1,18 @@
 """Mixed per-tensor quantisation of a state dict (SPEC §4), and its inverse.
 
-Each tensor gets one *scheme*, decided from its name, dtype and size:
+Each tensor gets one storage *scheme* (`pipeline.quant.schemes`), decided
+from its name, dtype and size:
 
 - ``raw``   non-float tensors, stored unchanged;
 - ``fp16``  float tensors with at most ``keep_float_max_numel`` elements: too
             small for quantisation to pay for its scales;
 - ``fp32``  larger control tensors (`pipeline.model.is_control_tensor`: gains,
             mixes, gates), kept exact;
-- ``int6``  2-D weights of a category in ``int6_categories``: per-row int6;
-- ``int8``  every other float tensor: per-row int8 with percentile clipping.
+- 2-D weights: their category's scheme, ``quant.schemes.<category>`` (the
+  record: int6 for mlp and attn, int8 for embed and other);
+- every other float tensor: ``quant.non_matrix_scheme`` (the record: int8).
+
+Integer schemes are rounded by the method ``quant.method`` (`pipeline.quant.methods`).
 
 The size test comes first, as in the reference: a control tensor small enough
 to keep is stored fp16 like any other small tensor.  That order is what the
@@ -31,14 +35,12 @@ from torch import Tensor
 
 from pipeline.config import QuantConfig
 from pipeline.model import is_control_tensor
-from pipeline.quant.rowwise import dequantize_rows, quantize_int6_rows, quantize_int8_rows
-
-SCHEMES = ("int6", "int8", "fp16", "fp32", "raw")
-KEPT_SCHEMES = ("fp16", "fp32", "raw")
+from pipeline.quant.methods import get_method
+from pipeline.quant.schemes import SCHEMES, as_rows, get_scheme
 
 
 def tensor_category(name: str) -> str:
-    """embed | mlp | attn | other: the groups `QuantConfig.int6_categories` selects from."""
+    """embed | mlp | attn | other: the keys of `QuantConfig.schemes`."""
     if "tok_emb" in name or "lm_head" in name:
         return "embed"
     if ".mlp." in name:
@@ -56,14 +58,9 @@ def choose_scheme(name: str, tensor: Tensor, cfg: QuantConfig) -> str:
         return "fp16"
     if is_control_tensor(name):
         return "fp32"
-    if tensor.ndim == 2 and tensor_category(name) in cfg.int6_categories:
-        return "int6"
-    return "int8"
-
-
-def _as_rows(t: Tensor) -> Tensor:
-    """View any tensor as (rows, cols): first dim is the row; a vector is one row."""
-    return t.reshape(1, -1) if t.ndim <= 1 else t.reshape(t.shape[0], -1)
+    if tensor.ndim == 2:
+        return getattr(cfg.schemes, tensor_category(name))
+    return cfg.non_matrix_scheme
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -78,40 +75,33 @@ def dtype_from_name(name: str) -> torch.dtype:
     return dtype
 
 
-def quantize_tensor(name: str, tensor: Tensor, cfg: QuantConfig) -> dict[str, Any]:
-    """One tensor -> {"scheme", "dtype", "shape", "data"[, "scale"]} (plain types and tensors)."""
+def quantize_tensor(name: str, tensor: Tensor, cfg: QuantConfig,
+                    inputs: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One tensor -> {"scheme", "dtype", "shape", <the scheme's fields>} (plain types and tensors).
+
+    `inputs` are what the method declares it `needs` (`pipeline.quant.methods`)."""
     t = tensor.detach().to("cpu").contiguous()
-    scheme = choose_scheme(name, t, cfg)
-    entry: dict[str, Any] = {"scheme": scheme, "dtype": dtype_name(t.dtype), "shape": list(t.shape)}
-    if scheme == "raw":
-        entry["data"] = t.clone()
-    elif scheme == "fp32":
-        entry["data"] = t.to(torch.float32)
-    elif scheme == "fp16":
-        entry["data"] = t.to(torch.float16)
-    elif scheme == "int6":
-        entry["data"], entry["scale"] = quantize_int6_rows(t)
+    scheme = get_scheme(choose_scheme(name, t, cfg))
+    # The registry's own name string: one object per scheme, so the archive's pickle is the same
+    # whichever params object named the scheme (pickle shares repeated objects by identity).
+    entry: dict[str, Any] = {"scheme": scheme.name, "dtype": dtype_name(t.dtype), "shape": list(t.shape)}
+    if scheme.kept:
+        entry.update(scheme.store(t))
     else:
-        entry["data"], entry["scale"] = quantize_int8_rows(_as_rows(t), cfg.int8_clip_percentile)
+        entry.update(get_method(cfg.method).encode(name, as_rows(t), scheme, cfg, inputs or {}))
     return entry
 
 
 def dequantize_tensor(entry: Mapping[str, Any]) -> Tensor:
     """Inverse of `quantize_tensor`, in the original dtype and shape."""
-    scheme = entry["scheme"]
-    dtype = dtype_from_name(entry["dtype"])
-    shape = tuple(entry["shape"])
-    data: Tensor = entry["data"]
-    if scheme in ("int6", "int8"):
-        return dequantize_rows(data, entry["scale"], dtype).reshape(shape)
-    if scheme in KEPT_SCHEMES:
-        return data.to(dtype).reshape(shape)
-    raise ValueError(f"unknown quantisation scheme {scheme!r}")
+    scheme = get_scheme(entry["scheme"])
+    return scheme.decode(entry, dtype_from_name(entry["dtype"]), tuple(entry["shape"]))
 
 
-def quantize_state_dict(state_dict: Mapping[str, Tensor], cfg: QuantConfig) -> dict[str, dict[str, Any]]:
+def quantize_state_dict(state_dict: Mapping[str, Tensor], cfg: QuantConfig,
+                        inputs: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """Quantise every tensor; keeps the state dict's key order."""
-    return {name: quantize_tensor(name, tensor, cfg) for name, tensor in state_dict.items()}
+    return {name: quantize_tensor(name, tensor, cfg, inputs) for name, tensor in state_dict.items()}
 
 
 def dequantize_state_dict(quantized: Mapping[str, Mapping[str, Any]]) -> dict[str, Tensor]:
@@ -120,8 +110,10 @@ def dequantize_state_dict(quantized: Mapping[str, Mapping[str, Any]]) -> dict[st
 
 
 def scheme_counts(quantized: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
-    """How many tensors each scheme got, plus ``kept`` = fp16 + fp32 + raw (SPEC §7 counts)."""
+    """How many tensors each scheme got (int6 and int8 always, other schemes when used), plus
+    ``kept`` = the tensors of kept schemes, fp16 + fp32 + raw (SPEC §7 counts)."""
     counts = Counter(entry["scheme"] for entry in quantized.values())
-    out = {scheme: counts.get(scheme, 0) for scheme in SCHEMES}
-    out["kept"] = sum(out[s] for s in KEPT_SCHEMES)
+    out = {scheme: counts.get(scheme, 0) for scheme in SCHEMES
+           if scheme in ("int6", "int8", "fp16", "fp32", "raw") or counts.get(scheme)}
+    out["kept"] = sum(n for scheme, n in out.items() if get_scheme(scheme).kept)
     return out

@@ -8,14 +8,18 @@ before the cap is enforced: nothing is written for an artifact over the cap
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor
 
 from pipeline import atomic
 from pipeline.config import Params, QuantConfig
 from pipeline.errors import ArtifactError
 from pipeline.layout import RunLayout
 from pipeline.quant.artifact import ArtifactStats, pack_artifact
+from pipeline.quant.methods import get_method
 from pipeline.quant.size import CodeFile, SizeReport, check_cap, size_report
 from pipeline.stage_files import read_state_dict
 from pipeline.weights_check import check_weights
@@ -37,10 +41,22 @@ def pack_run(layout: RunLayout, params: Params, seed: int, code: bytes,
     state = read_state_dict(layout.averaged, f"run `pgolf swa --seed {seed}` first")
     check_weights(state, params.model, layout.averaged)  # finite, and the configured model's names and shapes
     meta = {"seed": seed, "params_digest": params.digest(), "model": dataclasses.asdict(params.model)}
-    blob, stats = pack_artifact(state, params.quant, meta)
+    blob, stats = pack_artifact(state, params.quant, meta, method_inputs(params, state))
     size = size_report(len(blob), params.quant, len(code), code_files, enforce=False,
                        modules_sha256=modules_sha256)
     return PackedRun(blob, stats, size)
+
+
+def method_inputs(params: Params, state: Mapping[str, Tensor]) -> dict[str, Any]:
+    """What `quant.method` declares it needs (`pipeline.quant.methods.KNOWN_INPUTS`), built here."""
+    inputs: dict[str, Any] = {}
+    if "model" in get_method(params.quant.method).needs:
+        from pipeline.model import GPT
+
+        model = GPT(params.model)
+        model.load_state_dict(state)
+        inputs["model"] = model.eval()
+    return inputs
 
 
 def write_packed(layout: RunLayout, packed: PackedRun, cfg: QuantConfig) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ArtifactError
-from pipeline.quant.artifact import _HEADER, HEADER_BYTES, MAGIC
+from pipeline.quant.artifact import _HEADER, HEADER_BYTES, MAGIC_PREFIX
 from pipeline.stage_files import read_json_object, read_size_report
 
 
@@ -24,7 +24,7 @@ def artifact_sha256(path: Path) -> str:
             head = f.read(HEADER_BYTES)
     except OSError as exc:
         raise ArtifactError(f"{path}: cannot read artifact: {exc.strerror or exc}") from None
-    if len(head) < HEADER_BYTES or not head.startswith(MAGIC):
+    if len(head) < HEADER_BYTES or not head.startswith(MAGIC_PREFIX):
         raise ArtifactError(f"{path}: not a pgolf artifact (bad or short header)")
     return _HEADER.unpack_from(head)[3].hex()
 

@@ -1,8 +1,8 @@
 """Per-row integer quantisation of 2-D weights (SPEC §4).
 
-Shared by the artifact packer (quantise, store, dequantise) and by late QAT
-(straight-through fake quantisation inside the training forward), so that the
-weights trained with QAT see exactly the rounding the artifact will apply.
+Shared by the artifact's integer storage schemes (`pipeline.quant.schemes`:
+dequantise) and by late QAT (straight-through fake quantisation inside the
+training forward, on the int6 grid the int6 scheme stores).
 """
 
 from __future__ import annotations
@@ -19,27 +19,6 @@ def int6_row_scale(w: Tensor) -> Tensor:
     """fp32 scale per row: rowmax/31 with a floor of 1/31 (as the reference does)."""
     row_max = w.detach().float().abs().amax(dim=1)
     return (row_max / INT6_MAX).clamp_min(1.0 / INT6_MAX)
-
-
-def quantize_int6_rows(w: Tensor) -> tuple[Tensor, Tensor]:
-    """(q int8 in [-32, 31], scale fp16 per row).  Rounding uses the fp16 scale that is stored."""
-    if w.ndim != 2:
-        raise ValueError(f"int6 per-row quantisation needs a 2-D tensor, got shape {tuple(w.shape)}")
-    scale = int6_row_scale(w).to(torch.float16)
-    q = torch.clamp(torch.round(w.float() / scale.float()[:, None]), INT6_MIN, INT6_MAX).to(torch.int8)
-    return q.contiguous(), scale.contiguous()
-
-
-def quantize_int8_rows(w: Tensor, clip_percentile: float) -> tuple[Tensor, Tensor]:
-    """(q int8 in [-127, 127], scale fp16 per row); |w| clipped per row at `clip_percentile`."""
-    if w.ndim != 2:
-        raise ValueError(f"int8 per-row quantisation needs a 2-D tensor, got shape {tuple(w.shape)}")
-    w32 = w.float()
-    clip = torch.quantile(w32.abs(), clip_percentile / 100.0, dim=1)
-    clipped = torch.maximum(torch.minimum(w32, clip[:, None]), -clip[:, None])
-    scale = (clip / INT8_MAX).clamp_min(1.0 / INT8_MAX)
-    q = torch.clamp(torch.round(clipped / scale[:, None]), -INT8_MAX, INT8_MAX).to(torch.int8)
-    return q.contiguous(), scale.to(torch.float16).contiguous()
 
 
 def dequantize_rows(q: Tensor, scale: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:

@@ -46,7 +46,7 @@ def test_int6_attn_when_large_enough(quant_cfg):
     sd = random_state_dict(g3_shapes(num_layers=1, dim=512, heads=8, kv_heads=4))
     q = quantize_state_dict(sd, quant_cfg)
     assert all(q[f"blocks.0.attn.{w}.weight"]["scheme"] == "int6" for w in ("c_q", "c_k", "c_v", "proj"))
-    only_mlp = dataclasses.replace(quant_cfg, int6_categories=("mlp",))
+    only_mlp = dataclasses.replace(quant_cfg, schemes=dataclasses.replace(quant_cfg.schemes, attn="int8"))
     assert quantize_state_dict(sd, only_mlp)["blocks.0.attn.c_q.weight"]["scheme"] == "int8"
 
 

@@ -1,0 +1,55 @@
+"""Rounding methods, by name (`quant.method`): what turns a weight into its scheme's integer codes.
+
+A method rounds one tensor's rows onto the grid its storage scheme gives
+(`pipeline.quant.schemes`) and returns the scheme's fields.  One module per
+method (`pipeline.quant.rtn` now), registered here.  A method that needs
+more than the weights (a calibrated method needs the model and data)
+declares it in ``needs``; the quantize stage builds exactly those inputs
+(`pipeline.quant.packing.method_inputs`) and passes them as ``inputs``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from torch import Tensor
+
+from pipeline.quant.rtn import RoundToNearest
+
+# Inputs the quantize stage can build for a method, beyond the weights themselves:
+#   model  the configured GPT (`params.model`) holding the weights being packed, in eval mode on the CPU.
+KNOWN_INPUTS = ("model",)
+
+
+class QuantMethod(Protocol):
+    name: str
+    needs: tuple[str, ...]  # names from KNOWN_INPUTS
+
+    def encode(self, name: str, rows: Tensor, scheme: Any, cfg: Any,
+               inputs: Mapping[str, Any]) -> dict[str, Tensor]: ...
+
+
+METHODS: dict[str, QuantMethod] = {}
+
+
+def register_method(method: QuantMethod) -> QuantMethod:
+    """Make `method` selectable as `quant.method`."""
+    unknown = [need for need in method.needs if need not in KNOWN_INPUTS]
+    if unknown:
+        raise ValueError(f"quantisation method {method.name!r} needs {unknown[0]!r}; "
+                         f"the quantize stage provides {', '.join(KNOWN_INPUTS)}")
+    if method.name in METHODS and METHODS[method.name] is not method:
+        raise ValueError(f"quantisation method {method.name!r} is already registered")
+    METHODS[method.name] = method
+    return method
+
+
+def get_method(name: str) -> QuantMethod:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ValueError(f"unknown quantisation method {name!r} (registered: {', '.join(METHODS)})") from None
+
+
+register_method(RoundToNearest())
