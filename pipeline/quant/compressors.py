@@ -15,6 +15,8 @@ from typing import Any
 
 import zstandard
 
+from pipeline.quant.registry import lookup, register
+
 
 @dataclass(frozen=True)
 class Compressor:
@@ -35,17 +37,11 @@ def register_compressor(compressor: Compressor) -> Compressor:
     for other in COMPRESSORS.values():
         if other.name != compressor.name and other.code == compressor.code:
             raise ValueError(f"compressor {compressor.name!r}: code {compressor.code} is {other.name!r}'s")
-    if compressor.name in COMPRESSORS and COMPRESSORS[compressor.name] != compressor:
-        raise ValueError(f"compressor {compressor.name!r} is already registered")
-    COMPRESSORS[compressor.name] = compressor
-    return compressor
+    return register(COMPRESSORS, "compressor", compressor)
 
 
 def get_compressor(name: str) -> Compressor:
-    try:
-        return COMPRESSORS[name]
-    except KeyError:
-        raise ValueError(f"unknown compressor {name!r} (registered: {', '.join(COMPRESSORS)})") from None
+    return lookup(COMPRESSORS, "compressor", name)
 
 
 def compressor_by_code(code: int) -> Compressor | None:

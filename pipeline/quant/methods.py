@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from torch import Tensor
 
+from pipeline.quant.registry import lookup, register
 from pipeline.quant.rtn import RoundToNearest
 
 # Inputs the quantize stage can build for a method, beyond the weights themselves:
@@ -39,17 +40,11 @@ def register_method(method: QuantMethod) -> QuantMethod:
     if unknown:
         raise ValueError(f"quantisation method {method.name!r} needs {unknown[0]!r}; "
                          f"the quantize stage provides {', '.join(KNOWN_INPUTS)}")
-    if method.name in METHODS and METHODS[method.name] is not method:
-        raise ValueError(f"quantisation method {method.name!r} is already registered")
-    METHODS[method.name] = method
-    return method
+    return register(METHODS, "quantisation method", method, same_entry=True)
 
 
 def get_method(name: str) -> QuantMethod:
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise ValueError(f"unknown quantisation method {name!r} (registered: {', '.join(METHODS)})") from None
+    return lookup(METHODS, "quantisation method", name)
 
 
 register_method(RoundToNearest())

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from pipeline.quant.registry import lookup, register
 from pipeline.quant.rowwise import dequantize_rows
 
 
@@ -99,17 +100,11 @@ SCHEMES: dict[str, Scheme] = {}
 
 def register_scheme(scheme: Scheme) -> Scheme:
     """Make `scheme` available to params (`quant.schemes.*`) and to the artifact reader."""
-    if scheme.name in SCHEMES and SCHEMES[scheme.name] != scheme:
-        raise ValueError(f"storage scheme {scheme.name!r} is already registered")
-    SCHEMES[scheme.name] = scheme
-    return scheme
+    return register(SCHEMES, "storage scheme", scheme)
 
 
 def get_scheme(name: str) -> Scheme:
-    try:
-        return SCHEMES[name]
-    except KeyError:
-        raise ValueError(f"unknown storage scheme {name!r} (registered: {', '.join(SCHEMES)})") from None
+    return lookup(SCHEMES, "storage scheme", name)
 
 
 register_scheme(RowMaxScheme("int6", 6))
