@@ -31,6 +31,17 @@ class ConfigError(PgolfError, ValueError):
     """A parameter is unknown, of the wrong type, or inconsistent with another."""
 
 
+def doc(text: str) -> Any:
+    """Declare a parameter with its one-line description (README.md's parameter table is generated
+    from these by scripts/params-table; tests/test_params_table.py fails on a field without one)."""
+    return dataclasses.field(metadata={"doc": text})
+
+
+def field_doc(f: dataclasses.Field) -> str:
+    """The description `doc` gave a field ("" when it has none)."""
+    return f.metadata.get("doc", "")
+
+
 # --------------------------------------------------------------------------- groups
 
 
@@ -38,95 +49,137 @@ class ConfigError(PgolfError, ValueError):
 class TokenizerConfig:
     """SentencePiece BPE settings (SPEC §1)."""
 
-    vocab_size: int
-    character_coverage: float
-    byte_fallback: bool
-    split_digits: bool
-    normalization_rule_name: str
-    add_dummy_prefix: bool
-    hard_vocab_limit: bool
-    # Documents of the training split used to train the tokenizer (0 = all).
-    train_docs: int
-    # Reuse an existing SentencePiece .model instead of training one ("" = train).
-    model_path: str
-    # Which documents train the tokenizer: "all" = from document 0, validation
-    # included (the challenge's exporter); "train" = the training split only.
-    train_from: Literal["all", "train"]
+    vocab_size: int = doc("SentencePiece BPE vocabulary size (must equal `model.vocab_size`).")
+    character_coverage: float = doc("SentencePiece trainer option.")
+    byte_fallback: bool = doc("SentencePiece trainer option: unknown characters become byte tokens.")
+    split_digits: bool = doc("SentencePiece trainer option: one token per digit.")
+    normalization_rule_name: str = doc("SentencePiece normaliser.")
+    add_dummy_prefix: bool = doc("SentencePiece option: prepend a space to every document.")
+    hard_vocab_limit: bool = doc("SentencePiece option: fail if the corpus cannot fill the vocabulary.")
+    train_docs: int = doc(
+        "Documents used to train the tokenizer, counted from where `train_from` starts (0 = all).")
+    model_path: str = doc("Reuse this SentencePiece `.model` instead of training one (`''` = train).")
+    train_from: Literal["all", "train"] = doc(
+        "Documents the tokenizer is trained on: `all` from document 0, validation included (the challenge's "
+        "exporter), or `train` (the training split only). Cleaned first (NUL → space, strip, empty dropped); "
+        "`train_docs` counts raw documents from where it starts.")
+
+    def validate(self, path: str) -> None:
+        _check(self.vocab_size >= 8, f"{path}.vocab_size", self.vocab_size, "must be >= 8")
+        _check(self.vocab_size <= 65_536, f"{path}.vocab_size", self.vocab_size, "must fit uint16 (<= 65536)")
+        _check(0 < self.character_coverage <= 1, f"{path}.character_coverage", self.character_coverage,
+               "must be in (0, 1]")
+        _check(self.train_docs >= 0, f"{path}.train_docs", self.train_docs, "must be >= 0")
 
 
 @dataclass(frozen=True)
 class DataConfig:
     """Where the corpus comes from and how it is split and sharded (SPEC §1)."""
 
-    source: Literal["embedded", "files", "fineweb", "shards"]
-    # source=files: .jsonl / .txt paths or globs.
-    files: tuple[str, ...]
-    # source=fineweb: Hugging Face dataset repo and what to take from it.
-    hub_repo: str
-    hub_mode: Literal["shards", "docs"]
-    # source=fineweb: the Hub revision (commit hash, tag or branch) every download is pinned to.
-    hub_revision: str
-    train_shards: int
-    # source=shards: a directory of published shards (+ tokenizer) used as is.
-    shards_dir: str
-    # Output directory of the prepare stage.
-    out_dir: str
-    val_docs: int
-    # Cap on documents read from the source (0 = all); handy for quick runs.
-    max_docs: int
-    shard_tokens: int
-    tokenizer: TokenizerConfig
+    source: Literal["embedded", "files", "fineweb", "shards"] = doc(
+        "Where documents come from: `embedded` (text shipped with Python, no download), `files` (local "
+        ".jsonl/.txt), `fineweb` (the challenge's Hugging Face dataset), `shards` (a local directory of ready"
+        " shards).")
+    files: tuple[str, ...] = doc("`source: files`: .jsonl (`{\"text\": ...}` per line) or .txt paths or globs.")
+    hub_repo: str = doc("`source: fineweb`: the Hugging Face dataset repository.")
+    hub_mode: Literal["shards", "docs"] = doc(
+        "`source: fineweb`: `shards` downloads the published shards and tokenizer as they are; `docs` "
+        "downloads `docs_selected.jsonl` and tokenises it here.")
+    hub_revision: str = doc(
+        "`source: fineweb`: the revision (commit hash, tag or branch) of `data.hub_repo` that every download "
+        "is pinned to, recorded in `data/manifest.json` with the digest each file was checked against. The "
+        "challenge's repository pins none, so the record follows `main`; for byte-identical data, pin the "
+        "commit you prepared from: `python -c \"from huggingface_hub import HfApi; "
+        "print(HfApi().dataset_info('willdepueoai/parameter-golf').sha)\"`, then `data.hub_revision: <that "
+        "hash>` in `conf/profile/record.yaml`.")
+    train_shards: int = doc("`hub_mode: shards`: how many published train shards to fetch (100M tokens each).")
+    shards_dir: str = doc(
+        "`source: shards`: directory with `fineweb_{train,val}_NNNNNN.bin` and one tokenizer `.model`.")
+    out_dir: str = doc(
+        "Output directory of `prepare` (the train and evaluate stages read it); inside the workspace, not "
+        "overlapping `train.out_dir`.")
+    val_docs: int = doc("The first N documents are the validation split; the rest is training data.")
+    max_docs: int = doc("Read at most N documents (0 = all).")
+    shard_tokens: int = doc("Tokens per shard file written.")
+    tokenizer: TokenizerConfig = doc("The tokenizer.")
+
+    def validate(self, path: str) -> None:
+        _check(self.val_docs >= 1, f"{path}.val_docs", self.val_docs, "must be >= 1")
+        _check(self.max_docs >= 0, f"{path}.max_docs", self.max_docs, "must be >= 0")
+        _check(self.max_docs == 0 or self.max_docs > self.val_docs, f"{path}.max_docs", self.max_docs,
+               f"must exceed {path}.val_docs={self.val_docs} so training data remains")
+        _check(self.shard_tokens >= 1, f"{path}.shard_tokens", self.shard_tokens, "must be >= 1")
+        _check(self.train_shards >= 1, f"{path}.train_shards", self.train_shards, "must be >= 1")
+        if self.source == "files":
+            _check(len(self.files) > 0, f"{path}.files", list(self.files), "source=files needs at least one path")
+        if self.source == "shards":
+            _check(self.shards_dir != "", f"{path}.shards_dir", self.shards_dir, "source=shards needs a directory")
+        if self.source == "fineweb" or self.hub_repo:
+            check_hub_repo(self.hub_repo, f"{path}.hub_repo")
+        _check(bool(_HUB_REVISION.fullmatch(self.hub_revision)), f"{path}.hub_revision", self.hub_revision,
+               "not a Hub revision (a commit hash, a tag or a branch name)")
 
 
 @dataclass(frozen=True)
 class CanonConfig:
     """Canon layers: depthwise causal convolutions (SPEC §2)."""
 
-    placements: str  # any subset of "ABCD"; "" disables Canon
-    kernel: int
-    residual: bool
-    activation: bool
-    bias: bool
-    first_n: int
-    last_n: int
-    delta_gate: bool
-    delta_gate_init: float
-    weight_init: Literal["default", "zeros"]
-    # Canon-D between the relu and the square of relu^2 (PR #312's code) instead
-    # of on the hidden before the activation.
-    d_after_relu: bool
+    placements: str = doc(
+        "Canon layers: A attention input, B q/k/v projections, C MLP input, D MLP hidden; `''` = none.")
+    kernel: int = doc("Width of the causal depthwise convolution.")
+    residual: bool = doc("x + g·conv(x) instead of g·conv(x).")
+    activation: bool = doc("SiLU after the convolution.")
+    bias: bool = doc("Convolution bias.")
+    first_n: int = doc("Canon only in the first N blocks (with last_n: both 0 = every block).")
+    last_n: int = doc("Canon only in the last N blocks.")
+    delta_gate: bool = doc("Gate g = sigmoid(α), α learnable per Canon layer (else g = 1).")
+    delta_gate_init: float = doc("Initial α.")
+    weight_init: Literal["default", "zeros"] = doc("`default` (PyTorch Conv1d) or `zeros`.")
+    d_after_relu: bool = doc(
+        "Canon-D between the relu and the square of relu² (where PR #312's code puts it) instead of on the "
+        "hidden before the activation.")
+
+    def validate(self, path: str) -> None:
+        _check(all(ch in "ABCD" for ch in self.placements) and len(set(self.placements)) == len(self.placements),
+               f"{path}.placements", self.placements, "must be distinct letters from 'ABCD'")
+        _check(self.kernel >= 1, f"{path}.kernel", self.kernel, "must be >= 1")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """The GPT of SPEC §2."""
 
-    vocab_size: int
-    num_layers: int
-    model_dim: int
-    num_heads: int
-    num_kv_heads: int
-    mlp_mult: int
-    tie_embeddings: bool
-    tied_embed_init_std: float
-    logit_softcap: float
-    rope_base: float
-    rope_dims: int
-    rope_ref_len: int
-    q_gain_init: float
-    ln_scale: bool
-    xsa_last_n: int
-    bigram_buckets: int  # 0 disables BigramHash
-    bigram_dim: int
-    bigram_scale_init: float
-    smear: bool
-    attention_backend: Literal["auto", "sdpa", "fa3"]
-    canon: CanonConfig
-    # Storage dtype of tok_emb and bigram.embed: the reference trains, averages
-    # and exports them in bf16 (`GPT(...).bfloat16()`), fp32 keeps full precision.
-    embed_dtype: Literal["bf16", "fp32"]
-    # SmearGate does not blend into a BOS position (no leak across documents).
-    smear_bos_mask: bool
+    vocab_size: int = doc("Rows of the (tied) token embedding.")
+    num_layers: int = doc("Transformer blocks; the first half feed U-Net skips into the second half.")
+    model_dim: int = doc("Residual stream width.")
+    num_heads: int = doc("Query heads (head_dim = model_dim / num_heads).")
+    num_kv_heads: int = doc("Key/value heads (grouped-query attention).")
+    mlp_mult: int = doc("MLP hidden width = mlp_mult × model_dim (relu² activation).")
+    tie_embeddings: bool = doc("Output projection shares the token embedding (only `true` is implemented).")
+    tied_embed_init_std: float = doc("Init std of the token embedding.")
+    logit_softcap: float = doc("Logits are c·tanh(z/c) with this c.")
+    rope_base: float = doc("Rotary base.")
+    rope_dims: int = doc("Head dimensions that get rotary (the first rope_dims).")
+    rope_ref_len: int = doc(
+        "NTK scaling: beyond this sequence length the rotary base grows to base·(L/ref)^(d/(d−2)).")
+    q_gain_init: float = doc("Initial per-head query gain.")
+    ln_scale: bool = doc("Scale block i's normalised input by 1/sqrt(i+1).")
+    xsa_last_n: int = doc("Exclusive self-attention in the last N blocks (0 = off).")
+    bigram_buckets: int = doc("BigramHash table rows (0 = no BigramHash).")
+    bigram_dim: int = doc("BigramHash embedding width.")
+    bigram_scale_init: float = doc("Initial BigramHash output scale.")
+    smear: bool = doc("SmearGate on the input embedding.")
+    attention_backend: Literal["auto", "sdpa", "fa3"] = doc(
+        "`sdpa`, `fa3` (FlashAttention 3, CUDA) or `auto` (FA3 when importable and on CUDA, else SDPA).")
+    canon: CanonConfig = doc("Canon layers.")
+    embed_dtype: Literal["bf16", "fp32"] = doc(
+        "Storage dtype of `tok_emb` and `bigram.embed`: `bf16` trains, averages and exports them in bf16 as "
+        "the reference does (`GPT(...).bfloat16()`); `fp32` keeps them in full precision. Lookups are "
+        "computed in fp32 / the autocast dtype either way.")
+    smear_bos_mask: bool = doc(
+        "`true`: SmearGate treats a BOS position like the stream's first position (previous token 0), so "
+        "nothing leaks across documents (the later records' `not_bos` fix); `false` is the reference's "
+        "behaviour.")
 
     @property
     def head_dim(self) -> int:
@@ -136,41 +189,103 @@ class ModelConfig:
     def mlp_hidden(self) -> int:
         return self.mlp_mult * self.model_dim
 
+    def validate(self, path: str) -> None:
+        _check(self.num_layers >= 1, f"{path}.num_layers", self.num_layers, "must be >= 1")
+        _check(self.model_dim >= 1, f"{path}.model_dim", self.model_dim, "must be >= 1")
+        _check(self.num_heads >= 1, f"{path}.num_heads", self.num_heads, "must be >= 1")
+        _check(self.model_dim % self.num_heads == 0, f"{path}.num_heads", self.num_heads,
+               f"must divide {path}.model_dim={self.model_dim}")
+        _check(self.num_kv_heads >= 1, f"{path}.num_kv_heads", self.num_kv_heads, "must be >= 1")
+        _check(self.num_heads % self.num_kv_heads == 0, f"{path}.num_kv_heads", self.num_kv_heads,
+               f"must divide {path}.num_heads={self.num_heads}")
+        hd = self.head_dim
+        _check(hd % 2 == 0, f"{path}.num_heads", self.num_heads, f"gives an odd head_dim={hd}; RoPE needs it even")
+        _check(self.rope_dims % 2 == 0 and self.rope_dims > 0, f"{path}.rope_dims", self.rope_dims,
+               "must be a positive even number")
+        _check(self.rope_dims <= hd, f"{path}.rope_dims", self.rope_dims, f"must be <= head_dim={hd}")
+        _check(self.rope_dims > 2, f"{path}.rope_dims", self.rope_dims,
+               "NTK scaling divides by rope_dims-2; use >= 4")
+        _check(self.rope_ref_len >= 1, f"{path}.rope_ref_len", self.rope_ref_len, "must be >= 1")
+        _check(self.mlp_mult >= 1, f"{path}.mlp_mult", self.mlp_mult, "must be >= 1")
+        _check(self.logit_softcap > 0, f"{path}.logit_softcap", self.logit_softcap, "must be > 0")
+        _check(self.rope_base > 0, f"{path}.rope_base", self.rope_base, "must be > 0")
+        _check(0 <= self.xsa_last_n <= self.num_layers, f"{path}.xsa_last_n", self.xsa_last_n,
+               f"must be in [0, num_layers={self.num_layers}]")
+        _check(self.bigram_buckets == 0 or self.bigram_buckets >= 2, f"{path}.bigram_buckets",
+               self.bigram_buckets, "must be 0 (off) or >= 2")
+        _check(self.bigram_dim >= 1, f"{path}.bigram_dim", self.bigram_dim, "must be >= 1")
+        _check(self.tie_embeddings, f"{path}.tie_embeddings", self.tie_embeddings,
+               "only tied embeddings are implemented (SPEC §2)")
+        c = self.canon
+        _check(0 <= c.first_n <= self.num_layers, f"{path}.canon.first_n", c.first_n, "must be in [0, num_layers]")
+        _check(0 <= c.last_n <= self.num_layers, f"{path}.canon.last_n", c.last_n, "must be in [0, num_layers]")
+        _check(self.tied_embed_init_std >= 0, f"{path}.tied_embed_init_std", self.tied_embed_init_std,
+               "a standard deviation must be >= 0")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisers, batch, schedule and training mechanics (SPEC §3)."""
 
-    nproc_per_node: int
-    train_batch_tokens: int
-    seq_len: int
-    iterations: int
-    max_wallclock_seconds: float  # 0 = iteration schedule, no cap
-    warmup_steps: int  # compile-priming steps, then state is restored
-    warmdown_iters: int
-    matrix_lr: float
-    scalar_lr: float
-    embed_lr: float
-    muon_momentum: float
-    muon_momentum_warmup_start: float
-    muon_momentum_warmup_steps: int
-    muon_backend_steps: int
-    muon_weight_decay: float
-    adam_beta1: float
-    adam_beta2: float
-    adam_eps: float
-    adam_weight_decay: float
-    grad_clip_norm: float  # 0 disables clipping
-    qat_enabled: bool
-    qat_threshold: float
-    ema_enabled: bool
-    ema_decay: float
-    val_loss_every: int  # 0 = no periodic validation
-    val_max_tokens: int  # cap on validation tokens for periodic validation (0 = all)
-    log_every: int
-    checkpoint_every: int  # 0 = only on SIGTERM
-    compile: bool
-    out_dir: str
+    nproc_per_node: int = doc(
+        "Processes (GPUs) on this node; > 1 re-launches `pgolf train` under torchrun. The world size must "
+        "divide 8.")
+    train_batch_tokens: int = doc(
+        "Tokens per optimizer step over all ranks and micro-steps; a multiple of 8 × seq_len.")
+    seq_len: int = doc("Training sequence length.")
+    iterations: int = doc("Step budget; without a wall-clock cap the warm-down ends here.")
+    max_wallclock_seconds: float = doc(
+        "Stop training after this many seconds (evaluation excluded); 0 = iteration schedule only.")
+    warmup_steps: int = doc("Compile-priming steps, then weights, optimizer state and data position are restored.")
+    warmdown_iters: int = doc(
+        "Linear LR warm-down to 0: this many steps, or with a cap, this many mean step times before it.")
+    matrix_lr: float = doc("Muon learning rate (2-D matrices in blocks, bigram.proj).")
+    scalar_lr: float = doc("AdamW learning rate for vectors, scalars and control tensors.")
+    embed_lr: float = doc("AdamW learning rate for tok_emb and bigram.embed.")
+    muon_momentum: float = doc("Muon momentum after its warm-up.")
+    muon_momentum_warmup_start: float = doc("Muon momentum at step 0.")
+    muon_momentum_warmup_steps: int = doc("Steps of linear momentum warm-up.")
+    muon_backend_steps: int = doc("Newton–Schulz iterations per Muon step.")
+    muon_weight_decay: float = doc("Decoupled weight decay of the Muon parameters.")
+    adam_beta1: float = doc("AdamW β1.")
+    adam_beta2: float = doc("AdamW β2.")
+    adam_eps: float = doc("AdamW ε.")
+    adam_weight_decay: float = doc("AdamW weight decay.")
+    grad_clip_norm: float = doc("Global gradient-norm clip (0 = off).")
+    qat_enabled: bool = doc("Late QAT: int6 fake quantisation of matrix weights in training forwards.")
+    qat_threshold: float = doc("QAT switches on once the LR multiplier falls below this.")
+    ema_enabled: bool = doc("Keep an EMA of the weights (written as train/ema.pt).")
+    ema_decay: float = doc("EMA decay per step.")
+    val_loss_every: int = doc("Validate every N steps into val_log.tsv (0 = never).")
+    val_max_tokens: int = doc("Validation tokens used by that periodic validation (0 = all).")
+    log_every: int = doc("A train_log.tsv row every N steps.")
+    checkpoint_every: int = doc("Write a resume checkpoint every N steps (0 = only on SIGTERM).")
+    compile: bool = doc("torch.compile the model.")
+    out_dir: str = doc("Root of the per-seed run directories (`<out_dir>/seed_N/`); inside the workspace.")
+
+    def validate(self, path: str) -> None:
+        _check(self.nproc_per_node >= 1 and 8 % self.nproc_per_node == 0, f"{path}.nproc_per_node",
+               self.nproc_per_node, "world size must divide 8 (grad_accum_steps = 8 / world_size)")
+        _check(self.seq_len >= 1, f"{path}.seq_len", self.seq_len, "must be >= 1")
+        _check(self.train_batch_tokens % (8 * self.seq_len) == 0, f"{path}.train_batch_tokens",
+               self.train_batch_tokens,
+               f"must be a multiple of 8 x {path}.seq_len={self.seq_len} (8 micro-batches of whole sequences)")
+        _check(self.iterations >= 1, f"{path}.iterations", self.iterations, "must be >= 1")
+        for key in ("max_wallclock_seconds", "warmup_steps", "warmdown_iters"):
+            _check(getattr(self, key) >= 0, f"{path}.{key}", getattr(self, key), "must be >= 0")
+        _check(self.muon_backend_steps >= 1, f"{path}.muon_backend_steps", self.muon_backend_steps, "must be >= 1")
+        _check(self.muon_momentum_warmup_steps >= 0, f"{path}.muon_momentum_warmup_steps",
+               self.muon_momentum_warmup_steps, "must be >= 0")
+        for key in ("matrix_lr", "scalar_lr", "embed_lr"):
+            _check(getattr(self, key) >= 0, f"{path}.{key}", getattr(self, key), "must be >= 0")
+        for key in ("muon_momentum", "muon_momentum_warmup_start", "adam_beta1", "adam_beta2", "ema_decay"):
+            v = getattr(self, key)
+            _check(0 <= v < 1, f"{path}.{key}", v, "must be in [0, 1)")
+        _check(self.adam_eps > 0, f"{path}.adam_eps", self.adam_eps, "must be > 0")
+        _check(self.grad_clip_norm >= 0, f"{path}.grad_clip_norm", self.grad_clip_norm, "must be >= 0")
+        _check(0 <= self.qat_threshold <= 1, f"{path}.qat_threshold", self.qat_threshold, "must be in [0, 1]")
+        for key in ("val_loss_every", "val_max_tokens", "log_every", "checkpoint_every"):
+            _check(getattr(self, key) >= 0, f"{path}.{key}", getattr(self, key), "must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -178,79 +293,148 @@ class SwaConfig:
     """Weight averaging.  every/start_lrmul/max_snapshots shape the snapshots the
     train stage writes; method/last_k choose what the swa stage averages."""
 
-    enabled: bool
-    every: int
-    start_lrmul: float
-    max_snapshots: int  # 0 = keep all
-    method: Literal["snapshots", "ema", "final"]
-    last_k: int  # average only the last k kept snapshots (0 = all)
-    # Fewer snapshots than this -> the final weights (the reference's rule: 2);
-    # 0 = never fall back (one snapshot is used alone, none is an error).
-    min_snapshots: int
+    enabled: bool = doc("Take weight snapshots during the warm-down.")
+    every: int = doc("Snapshot interval in steps.")
+    start_lrmul: float = doc("Snapshots start once the LR multiplier falls below this.")
+    max_snapshots: int = doc("Keep the most recent N snapshots (0 = all).")
+    method: Literal["snapshots", "ema", "final"] = doc(
+        "What the swa stage writes: `snapshots` (their uniform average), `ema` or `final` weights.")
+    last_k: int = doc("Average only the last k kept snapshots (0 = all kept).")
+    min_snapshots: int = doc(
+        "With fewer snapshots than this (after `last_k`), the swa stage writes the final weights instead (the"
+        " reference's rule: 2); `0` never falls back (a single snapshot is used alone, none is an error).")
+
+    def validate(self, path: str) -> None:
+        _check(self.every >= 1, f"{path}.every", self.every, "must be >= 1")
+        _check(0 < self.start_lrmul <= 1, f"{path}.start_lrmul", self.start_lrmul, "must be in (0, 1]")
+        for key in ("max_snapshots", "last_k", "min_snapshots"):
+            _check(getattr(self, key) >= 0, f"{path}.{key}", getattr(self, key), "must be >= 0")
+        _check(self.max_snapshots == 0 or self.last_k <= self.max_snapshots, f"{path}.last_k", self.last_k,
+               f"cannot exceed {path}.max_snapshots={self.max_snapshots}")
+        _check(self.method != "snapshots" or self.enabled, f"{path}.method", self.method,
+               f"averaging snapshots needs {path}.enabled: true")
 
 
 @dataclass(frozen=True)
 class QuantSchemes:
     """Storage scheme (`pipeline.quant.schemes`) of each category's 2-D weights."""
 
-    embed: str
-    mlp: str
-    attn: str
-    other: str
+    embed: str = doc(
+        "Storage scheme of the embedding's 2-D weights (`tok_emb`, `lm_head`); any registered scheme "
+        "(`pipeline/quant/schemes.py`): `int5`, `int6`, `int7` (per row, step rowmax/qmax), `int8` (per row, "
+        "clipped at `quant.int8_clip_percentile`), `fp16`, `fp32`, `raw`.")
+    mlp: str = doc("Storage scheme of the MLP's 2-D weights.")
+    attn: str = doc("Storage scheme of attention's 2-D weights.")
+    other: str = doc("Storage scheme of every other 2-D weight (e.g. `bigram.proj`).")
+
+    def validate(self, path: str) -> None:
+        from pipeline.quant.schemes import SCHEMES  # imports torch, which loading params otherwise does not need
+
+        for f in dataclasses.fields(self):
+            _check_scheme(getattr(self, f.name), f"{path}.{f.name}", SCHEMES)
 
 
 @dataclass(frozen=True)
 class QuantConfig:
     """Mixed per-row quantisation and compressed packing (SPEC §4)."""
 
-    # Rounding method (`pipeline.quant.methods`): rtn = round to nearest.
-    method: str
-    schemes: QuantSchemes
-    # Scheme of large float tensors that are not 2-D (vectors, conv kernels), whatever their category.
-    non_matrix_scheme: str
-    # Payload compressor (`pipeline.quant.compressors`), recorded in the artifact header.
-    compressor: str
-    keep_float_max_numel: int
-    int8_clip_percentile: float
-    zstd_level: int
-    cap_bytes: int
-    allow_oversize: bool
+    method: str = doc(
+        "Rounding method of the integer schemes (`pipeline/quant/methods.py`): `rtn` rounds to nearest.")
+    schemes: QuantSchemes = doc("Storage scheme of each category's 2-D weights.")
+    non_matrix_scheme: str = doc(
+        "Storage scheme of large float tensors that are not 2-D (vectors, conv kernels), whatever their "
+        "category.")
+    compressor: str = doc(
+        "Payload compressor (`pipeline/quant/compressors.py`); the artifact header records it, so evaluate "
+        "reads any registered one.")
+    keep_float_max_numel: int = doc(
+        "Tensors with at most this many elements stay in float (fp16, as the reference and SPEC §7's golden "
+        "figure require); larger control tensors stay fp32.")
+    int8_clip_percentile: float = doc("int8 rows are clipped at this percentile of |w|.")
+    zstd_level: int = doc("zstd compression level of the artifact.")
+    cap_bytes: int = doc("Size cap: compressed model + code bytes (decimal bytes).")
+    allow_oversize: bool = doc("Keep an artifact over the cap instead of failing.")
+
+    def validate(self, path: str) -> None:
+        # Imported here: the registries import torch and zstandard, which loading params otherwise does not need.
+        from pipeline.quant.compressors import COMPRESSORS
+        from pipeline.quant.methods import METHODS
+        from pipeline.quant.schemes import SCHEMES
+
+        _check_scheme(self.non_matrix_scheme, f"{path}.non_matrix_scheme", SCHEMES)
+        _check(self.method in METHODS, f"{path}.method", self.method,
+               f"not a registered method ({', '.join(METHODS)})")
+        _check(self.compressor in COMPRESSORS, f"{path}.compressor", self.compressor,
+               f"not a registered compressor ({', '.join(COMPRESSORS)})")
+        _check(self.keep_float_max_numel >= 0, f"{path}.keep_float_max_numel", self.keep_float_max_numel,
+               "must be >= 0")
+        _check(0 < self.int8_clip_percentile <= 100, f"{path}.int8_clip_percentile", self.int8_clip_percentile,
+               "must be in (0, 100]")
+        _check(1 <= self.zstd_level <= 22, f"{path}.zstd_level", self.zstd_level, "must be in [1, 22]")
+        _check(self.cap_bytes >= 1, f"{path}.cap_bytes", self.cap_bytes, "must be >= 1")
 
 
 @dataclass(frozen=True)
 class EvalConfig:
     """Standard and sliding-window bits-per-byte (SPEC §5)."""
 
-    seq_len: int
-    stride: int
-    batch_seqs: int
-    max_tokens: int  # cap on validation tokens scored (0 = all)
-    # "truncated": the stream cut to a multiple of seq_len targets, as the
-    # reference scores it; "full": every target.
-    stream: Literal["truncated", "full"]
+    seq_len: int = doc("Evaluation window length.")
+    stride: int = doc("Sliding-window step: each window after the first scores its last `stride` targets.")
+    batch_seqs: int = doc("Windows per forward batch.")
+    max_tokens: int = doc("Validation tokens scored (0 = all).")
+    stream: Literal["truncated", "full"] = doc(
+        "`truncated`: the validation stream is cut to a multiple of `eval.seq_len` targets before any "
+        "evaluation, the sliding window included, as the reference scores it (62,021,632 targets); `full`: "
+        "every target is scored.")
+
+    def validate(self, path: str) -> None:
+        _check(self.seq_len >= 1, f"{path}.seq_len", self.seq_len, "must be >= 1")
+        _check(1 <= self.stride <= self.seq_len, f"{path}.stride", self.stride,
+               f"must be in [1, {path}.seq_len={self.seq_len}]")
+        _check(self.batch_seqs >= 1, f"{path}.batch_seqs", self.batch_seqs, "must be >= 1")
+        _check(self.max_tokens >= 0, f"{path}.max_tokens", self.max_tokens, "must be >= 0")
 
 
 @dataclass(frozen=True)
 class ReportConfig:
     """Multi-seed verdict against the previous record (SPEC §6)."""
 
-    baseline_bpb: float
-    min_improvement_nats: float
-    p_threshold: float
+    baseline_bpb: float = doc("Previous record score to beat.")
+    min_improvement_nats: float = doc("Required mean improvement, in nats per byte (bpb × ln 2).")
+    p_threshold: float = doc("Required p-value of the one-sided t-test over seeds.")
+
+    def validate(self, path: str) -> None:
+        _check(self.baseline_bpb > 0, f"{path}.baseline_bpb", self.baseline_bpb, "must be > 0")
+        _check(self.min_improvement_nats >= 0, f"{path}.min_improvement_nats", self.min_improvement_nats,
+               "must be >= 0")
+        _check(0 < self.p_threshold < 1, f"{path}.p_threshold", self.p_threshold, "must be in (0, 1)")
 
 
 @dataclass(frozen=True)
 class Params:
     """Everything in params.yaml."""
 
-    seeds: tuple[int, ...]
-    data: DataConfig
-    model: ModelConfig
-    train: TrainConfig
-    swa: SwaConfig
-    quant: QuantConfig
-    eval: EvalConfig
-    report: ReportConfig
+    seeds: tuple[int, ...] = doc("Random seeds; each gets its own train, swa, quantize and evaluate stages.")
+    data: DataConfig = doc("Where the corpus comes from, how it is split and sharded.")
+    model: ModelConfig = doc("The GPT's architecture.")
+    train: TrainConfig = doc("Optimisers, batch, schedule and training mechanics.")
+    swa: SwaConfig = doc("Weight averaging.")
+    quant: QuantConfig = doc("Quantisation and packing of the artifact.")
+    eval: EvalConfig = doc("Evaluation.")
+    report: ReportConfig = doc("The multi-seed verdict.")
+
+    def validate(self, path: str = "") -> None:
+        """The seeds, and the checks that span groups (each group has checked itself already)."""
+        _check(len(self.seeds) > 0, "seeds", list(self.seeds), "at least one seed is required")
+        _check(len(set(self.seeds)) == len(self.seeds), "seeds", list(self.seeds), "seeds must be distinct")
+        for i, s in enumerate(self.seeds):
+            _check(s >= 0, f"seeds[{i}]", s, "must be >= 0")
+            check_seed(s, f"seeds[{i}]")
+        tok = self.data.tokenizer
+        _check(self.model.vocab_size == tok.vocab_size, "model.vocab_size", self.model.vocab_size,
+               f"must equal data.tokenizer.vocab_size={tok.vocab_size}")
+        _check(self.swa.method != "ema" or self.train.ema_enabled, "swa.method", self.swa.method,
+               "needs train.ema_enabled: true")
 
     def to_dict(self) -> dict[str, Any]:
         return _to_plain(self)
@@ -285,7 +469,6 @@ def params_from_dict(raw: dict[str, Any]) -> Params:
     """Convert a plain mapping (as parsed from YAML) into validated `Params`."""
     params = _convert(Params, raw, "")
     validate(params)
-    validate_values(params)
     return params
 
 
@@ -387,139 +570,31 @@ def _check(cond: bool, key: str, value: Any, why: str) -> None:
 
 
 def validate(p: Params) -> None:
-    """Cross-field consistency checks; raises ConfigError naming the key at fault."""
-    _check(len(p.seeds) > 0, "seeds", list(p.seeds), "at least one seed is required")
-    _check(len(set(p.seeds)) == len(p.seeds), "seeds", list(p.seeds), "seeds must be distinct")
-    for i, s in enumerate(p.seeds):
-        _check(s >= 0, f"seeds[{i}]", s, "must be >= 0")
+    """Every consistency check of `p`; raises ConfigError naming the key at fault.
 
-    d = p.data
-    _check(d.val_docs >= 1, "data.val_docs", d.val_docs, "must be >= 1")
-    _check(d.max_docs >= 0, "data.max_docs", d.max_docs, "must be >= 0")
-    _check(
-        d.max_docs == 0 or d.max_docs > d.val_docs,
-        "data.max_docs",
-        d.max_docs,
-        f"must exceed data.val_docs={d.val_docs} so training data remains",
-    )
-    _check(d.shard_tokens >= 1, "data.shard_tokens", d.shard_tokens, "must be >= 1")
-    _check(d.train_shards >= 1, "data.train_shards", d.train_shards, "must be >= 1")
-    if d.source == "files":
-        _check(len(d.files) > 0, "data.files", list(d.files), "source=files needs at least one path")
-    if d.source == "shards":
-        _check(d.shards_dir != "", "data.shards_dir", d.shards_dir, "source=shards needs a directory")
-    t = d.tokenizer
-    _check(t.vocab_size >= 8, "data.tokenizer.vocab_size", t.vocab_size, "must be >= 8")
-    _check(t.vocab_size <= 65_536, "data.tokenizer.vocab_size", t.vocab_size, "must fit uint16 (<= 65536)")
-    _check(0 < t.character_coverage <= 1, "data.tokenizer.character_coverage", t.character_coverage, "must be in (0, 1]")
-    _check(t.train_docs >= 0, "data.tokenizer.train_docs", t.train_docs, "must be >= 0")
-
-    m = p.model
-    _check(m.vocab_size == t.vocab_size, "model.vocab_size", m.vocab_size,
-           f"must equal data.tokenizer.vocab_size={t.vocab_size}")
-    _check(m.num_layers >= 1, "model.num_layers", m.num_layers, "must be >= 1")
-    _check(m.model_dim >= 1, "model.model_dim", m.model_dim, "must be >= 1")
-    _check(m.num_heads >= 1, "model.num_heads", m.num_heads, "must be >= 1")
-    _check(m.model_dim % m.num_heads == 0, "model.num_heads", m.num_heads,
-           f"must divide model.model_dim={m.model_dim}")
-    _check(m.num_kv_heads >= 1, "model.num_kv_heads", m.num_kv_heads, "must be >= 1")
-    _check(m.num_heads % m.num_kv_heads == 0, "model.num_kv_heads", m.num_kv_heads,
-           f"must divide model.num_heads={m.num_heads}")
-    hd = m.model_dim // m.num_heads
-    _check(hd % 2 == 0, "model.num_heads", m.num_heads, f"gives an odd head_dim={hd}; RoPE needs it even")
-    _check(m.rope_dims % 2 == 0 and m.rope_dims > 0, "model.rope_dims", m.rope_dims, "must be a positive even number")
-    _check(m.rope_dims <= hd, "model.rope_dims", m.rope_dims, f"must be <= head_dim={hd}")
-    _check(m.rope_dims > 2, "model.rope_dims", m.rope_dims, "NTK scaling divides by rope_dims-2; use >= 4")
-    _check(m.rope_ref_len >= 1, "model.rope_ref_len", m.rope_ref_len, "must be >= 1")
-    _check(m.mlp_mult >= 1, "model.mlp_mult", m.mlp_mult, "must be >= 1")
-    _check(m.logit_softcap > 0, "model.logit_softcap", m.logit_softcap, "must be > 0")
-    _check(m.rope_base > 0, "model.rope_base", m.rope_base, "must be > 0")
-    _check(0 <= m.xsa_last_n <= m.num_layers, "model.xsa_last_n", m.xsa_last_n,
-           f"must be in [0, num_layers={m.num_layers}]")
-    _check(m.bigram_buckets == 0 or m.bigram_buckets >= 2, "model.bigram_buckets", m.bigram_buckets,
-           "must be 0 (off) or >= 2")
-    _check(m.bigram_dim >= 1, "model.bigram_dim", m.bigram_dim, "must be >= 1")
-    _check(m.tie_embeddings, "model.tie_embeddings", m.tie_embeddings,
-           "only tied embeddings are implemented (SPEC §2)")
-    c = m.canon
-    _check(all(ch in "ABCD" for ch in c.placements) and len(set(c.placements)) == len(c.placements),
-           "model.canon.placements", c.placements, "must be distinct letters from 'ABCD'")
-    _check(c.kernel >= 1, "model.canon.kernel", c.kernel, "must be >= 1")
-    _check(0 <= c.first_n <= m.num_layers, "model.canon.first_n", c.first_n, "must be in [0, num_layers]")
-    _check(0 <= c.last_n <= m.num_layers, "model.canon.last_n", c.last_n, "must be in [0, num_layers]")
-
-    tr = p.train
-    _check(tr.nproc_per_node >= 1 and 8 % tr.nproc_per_node == 0, "train.nproc_per_node", tr.nproc_per_node,
-           "world size must divide 8 (grad_accum_steps = 8 / world_size)")
-    _check(tr.seq_len >= 1, "train.seq_len", tr.seq_len, "must be >= 1")
-    _check(tr.train_batch_tokens % (8 * tr.seq_len) == 0, "train.train_batch_tokens", tr.train_batch_tokens,
-           f"must be a multiple of 8 x train.seq_len={tr.seq_len} (8 micro-batches of whole sequences)")
-    _check(tr.iterations >= 1, "train.iterations", tr.iterations, "must be >= 1")
-    _check(tr.max_wallclock_seconds >= 0, "train.max_wallclock_seconds", tr.max_wallclock_seconds, "must be >= 0")
-    _check(tr.warmup_steps >= 0, "train.warmup_steps", tr.warmup_steps, "must be >= 0")
-    _check(tr.warmdown_iters >= 0, "train.warmdown_iters", tr.warmdown_iters, "must be >= 0")
-    _check(tr.muon_backend_steps >= 1, "train.muon_backend_steps", tr.muon_backend_steps, "must be >= 1")
-    _check(tr.muon_momentum_warmup_steps >= 0, "train.muon_momentum_warmup_steps",
-           tr.muon_momentum_warmup_steps, "must be >= 0")
-    for key in ("matrix_lr", "scalar_lr", "embed_lr"):
-        v = getattr(tr, key)
-        _check(v >= 0, f"train.{key}", v, "must be >= 0")
-    for key in ("muon_momentum", "muon_momentum_warmup_start", "adam_beta1", "adam_beta2", "ema_decay"):
-        v = getattr(tr, key)
-        _check(0 <= v < 1, f"train.{key}", v, "must be in [0, 1)")
-    _check(tr.adam_eps > 0, "train.adam_eps", tr.adam_eps, "must be > 0")
-    _check(tr.grad_clip_norm >= 0, "train.grad_clip_norm", tr.grad_clip_norm, "must be >= 0")
-    _check(0 <= tr.qat_threshold <= 1, "train.qat_threshold", tr.qat_threshold, "must be in [0, 1]")
-    for key in ("val_loss_every", "val_max_tokens", "log_every", "checkpoint_every"):
-        v = getattr(tr, key)
-        _check(v >= 0, f"train.{key}", v, "must be >= 0")
-
-    s = p.swa
-    _check(s.every >= 1, "swa.every", s.every, "must be >= 1")
-    _check(0 < s.start_lrmul <= 1, "swa.start_lrmul", s.start_lrmul, "must be in (0, 1]")
-    _check(s.max_snapshots >= 0, "swa.max_snapshots", s.max_snapshots, "must be >= 0")
-    _check(s.last_k >= 0, "swa.last_k", s.last_k, "must be >= 0")
-    _check(s.min_snapshots >= 0, "swa.min_snapshots", s.min_snapshots, "must be >= 0")
-    _check(s.max_snapshots == 0 or s.last_k <= s.max_snapshots, "swa.last_k", s.last_k,
-           f"cannot exceed swa.max_snapshots={s.max_snapshots}")
-    _check(s.method != "snapshots" or s.enabled, "swa.method", s.method,
-           "averaging snapshots needs swa.enabled: true")
-    _check(s.method != "ema" or tr.ema_enabled, "swa.method", s.method, "needs train.ema_enabled: true")
-
-    q = p.quant
-    validate_quant_names(q)
-    _check(q.keep_float_max_numel >= 0, "quant.keep_float_max_numel", q.keep_float_max_numel, "must be >= 0")
-    _check(0 < q.int8_clip_percentile <= 100, "quant.int8_clip_percentile", q.int8_clip_percentile,
-           "must be in (0, 100]")
-    _check(1 <= q.zstd_level <= 22, "quant.zstd_level", q.zstd_level, "must be in [1, 22]")
-    _check(q.cap_bytes >= 1, "quant.cap_bytes", q.cap_bytes, "must be >= 1")
-
-    e = p.eval
-    _check(e.seq_len >= 1, "eval.seq_len", e.seq_len, "must be >= 1")
-    _check(1 <= e.stride <= e.seq_len, "eval.stride", e.stride, f"must be in [1, eval.seq_len={e.seq_len}]")
-    _check(e.batch_seqs >= 1, "eval.batch_seqs", e.batch_seqs, "must be >= 1")
-    _check(e.max_tokens >= 0, "eval.max_tokens", e.max_tokens, "must be >= 0")
-
-    r = p.report
-    _check(r.baseline_bpb > 0, "report.baseline_bpb", r.baseline_bpb, "must be > 0")
-    _check(r.min_improvement_nats >= 0, "report.min_improvement_nats", r.min_improvement_nats, "must be >= 0")
-    _check(0 < r.p_threshold < 1, "report.p_threshold", r.p_threshold, "must be in (0, 1)")
+    Any dataclass in the tree with a ``validate(self, path)`` method is checked
+    with its dotted key path, its nested groups before itself, so a group's own
+    checks (and `Params.validate`'s cross-group checks) can rely on the groups
+    inside it being valid.  A new group needs nothing more than that method.
+    """
+    bad = _non_finite(p, "")
+    if bad is not None:
+        _check(False, bad, _dotted_get(p, bad), "must be a finite number")
+    _validate_tree(p, "")
 
 
-def validate_quant_names(q: QuantConfig) -> None:
-    """Every scheme, method and compressor name in `quant` is registered (tests may register more)."""
-    # Imported here: the registries import torch and zstandard, which loading params otherwise does not need.
-    from pipeline.quant.compressors import COMPRESSORS
-    from pipeline.quant.methods import METHODS
-    from pipeline.quant.schemes import SCHEMES
+def _validate_tree(obj: Any, path: str) -> None:
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            _validate_tree(value, f"{path}.{f.name}" if path else f.name)
+    own = getattr(obj, "validate", None)
+    if own is not None:
+        own(path)
 
-    for key, value in [*((f"quant.schemes.{f.name}", getattr(q.schemes, f.name))
-                         for f in dataclasses.fields(q.schemes)),
-                       ("quant.non_matrix_scheme", q.non_matrix_scheme)]:
-        _check(value in SCHEMES, key, value, f"not a registered storage scheme ({', '.join(SCHEMES)})")
-    _check(q.method in METHODS, "quant.method", q.method, f"not a registered method ({', '.join(METHODS)})")
-    _check(q.compressor in COMPRESSORS, "quant.compressor", q.compressor,
-           f"not a registered compressor ({', '.join(COMPRESSORS)})")
+
+def _check_scheme(value: str, key: str, schemes: dict[str, Any]) -> None:
+    _check(value in schemes, key, value, f"not a registered storage scheme ({', '.join(schemes)})")
 
 
 # --------------------------------------------------------------------------- output locations
@@ -606,24 +681,3 @@ def _non_finite(obj: Any, prefix: str) -> str | None:
         elif isinstance(value, float) and not math.isfinite(value):
             return key
     return None
-
-
-def validate_values(p: Params) -> None:
-    """Values of the right type that still make no sense: NaN or infinite numbers (no parameter
-    means anything at infinity), a negative standard deviation (learning rates: `validate`), seeds a random
-    generator refuses, a Hub repo id or revision the Hub would reject."""
-    bad = _non_finite(p, "")
-    if bad is not None:
-        value = p.to_dict()
-        for part in bad.split("."):
-            value = value[part]
-        _check(False, bad, value, "must be a finite number")
-    for i, s in enumerate(p.seeds):
-        check_seed(s, f"seeds[{i}]")
-    _check(p.model.tied_embed_init_std >= 0, "model.tied_embed_init_std", p.model.tied_embed_init_std,
-           "a standard deviation must be >= 0")
-    d = p.data
-    if d.source == "fineweb" or d.hub_repo:
-        check_hub_repo(d.hub_repo)
-    _check(bool(_HUB_REVISION.fullmatch(d.hub_revision)), "data.hub_revision", d.hub_revision,
-           "not a Hub revision (a commit hash, a tag or a branch name)")
