@@ -73,28 +73,76 @@ class TokenizerConfig:
 
 
 @dataclass(frozen=True)
+class EmbeddedSourceConfig:
+    """``data.source: embedded``: the interpreter's bundled documentation, no download; no params."""
+
+
+@dataclass(frozen=True)
+class FilesSourceConfig:
+    """``data.source: files``: local .jsonl / .txt files."""
+
+    paths: tuple[str, ...] = doc(".jsonl (`{\"text\": ...}` per line) or .txt paths or globs, read in this order.")
+
+    def validate_selected(self, path: str) -> None:
+        _check(len(self.paths) > 0, f"{path}.paths", list(self.paths), "source=files needs at least one path")
+
+
+@dataclass(frozen=True)
+class FinewebSourceConfig:
+    """``data.source: fineweb``: the challenge's dataset on the Hugging Face Hub."""
+
+    repo: str = doc("The Hugging Face dataset repository.")
+    mode: Literal["shards", "docs"] = doc(
+        "`shards` downloads the published shards and tokenizer as they are; `docs` downloads "
+        "`docs_selected.jsonl` and tokenises it here.")
+    revision: str = doc(
+        "The revision (commit hash, tag or branch) of `repo` that every download is pinned to, recorded in "
+        "`data/manifest.json` with the digest each file was checked against. The challenge's repository pins "
+        "none, so the record follows `main`; for byte-identical data, pin the commit you prepared from: "
+        "`python -c \"from huggingface_hub import HfApi; "
+        "print(HfApi().dataset_info('willdepueoai/parameter-golf').sha)\"`, then "
+        "`data.sources.fineweb.revision: <that hash>` in `conf/profile/record.yaml`.")
+    train_shards: int = doc("`mode: shards`: how many published train shards to fetch (100M tokens each).")
+
+    def validate(self, path: str) -> None:
+        _check(self.train_shards >= 1, f"{path}.train_shards", self.train_shards, "must be >= 1")
+        if self.repo:
+            check_hub_repo(self.repo, f"{path}.repo")
+        _check(bool(_HUB_REVISION.fullmatch(self.revision)), f"{path}.revision", self.revision,
+               "not a Hub revision (a commit hash, a tag or a branch name)")
+
+    def validate_selected(self, path: str) -> None:
+        check_hub_repo(self.repo, f"{path}.repo")
+
+
+@dataclass(frozen=True)
+class ShardsSourceConfig:
+    """``data.source: shards``: a local directory of ready shards, used as is."""
+
+    dir: str = doc("Directory with `fineweb_{train,val}_NNNNNN.bin` and one tokenizer `.model`.")
+
+    def validate_selected(self, path: str) -> None:
+        _check(self.dir != "", f"{path}.dir", self.dir, "source=shards needs a directory")
+
+
+@dataclass(frozen=True)
+class DataSources:
+    """One params section per data source (`pipeline/data/source_registry.py` opens them by name)."""
+
+    embedded: EmbeddedSourceConfig = doc("Text shipped with Python (no download).")
+    files: FilesSourceConfig = doc("Local .jsonl/.txt files.")
+    fineweb: FinewebSourceConfig = doc("The challenge's Hugging Face dataset.")
+    shards: ShardsSourceConfig = doc("A local directory of ready shards.")
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Where the corpus comes from and how it is split and sharded (SPEC §1)."""
 
-    source: Literal["embedded", "files", "fineweb", "shards"] = doc(
-        "Where documents come from: `embedded` (text shipped with Python, no download), `files` (local "
-        ".jsonl/.txt), `fineweb` (the challenge's Hugging Face dataset), `shards` (a local directory of ready"
-        " shards).")
-    files: tuple[str, ...] = doc("`source: files`: .jsonl (`{\"text\": ...}` per line) or .txt paths or globs.")
-    hub_repo: str = doc("`source: fineweb`: the Hugging Face dataset repository.")
-    hub_mode: Literal["shards", "docs"] = doc(
-        "`source: fineweb`: `shards` downloads the published shards and tokenizer as they are; `docs` "
-        "downloads `docs_selected.jsonl` and tokenises it here.")
-    hub_revision: str = doc(
-        "`source: fineweb`: the revision (commit hash, tag or branch) of `data.hub_repo` that every download "
-        "is pinned to, recorded in `data/manifest.json` with the digest each file was checked against. The "
-        "challenge's repository pins none, so the record follows `main`; for byte-identical data, pin the "
-        "commit you prepared from: `python -c \"from huggingface_hub import HfApi; "
-        "print(HfApi().dataset_info('willdepueoai/parameter-golf').sha)\"`, then `data.hub_revision: <that "
-        "hash>` in `conf/profile/record.yaml`.")
-    train_shards: int = doc("`hub_mode: shards`: how many published train shards to fetch (100M tokens each).")
-    shards_dir: str = doc(
-        "`source: shards`: directory with `fineweb_{train,val}_NNNNNN.bin` and one tokenizer `.model`.")
+    source: str = doc(
+        "Where documents come from: the name of a section of `data.sources` (`embedded`, `files`, `fineweb`, "
+        "`shards`); the others are ignored.")
+    sources: DataSources = doc("Each source's own params.")
     out_dir: str = doc(
         "Output directory of `prepare` (the train and evaluate stages read it); inside the workspace, not "
         "overlapping `train.out_dir`.")
@@ -109,15 +157,12 @@ class DataConfig:
         _check(self.max_docs == 0 or self.max_docs > self.val_docs, f"{path}.max_docs", self.max_docs,
                f"must exceed {path}.val_docs={self.val_docs} so training data remains")
         _check(self.shard_tokens >= 1, f"{path}.shard_tokens", self.shard_tokens, "must be >= 1")
-        _check(self.train_shards >= 1, f"{path}.train_shards", self.train_shards, "must be >= 1")
-        if self.source == "files":
-            _check(len(self.files) > 0, f"{path}.files", list(self.files), "source=files needs at least one path")
-        if self.source == "shards":
-            _check(self.shards_dir != "", f"{path}.shards_dir", self.shards_dir, "source=shards needs a directory")
-        if self.source == "fineweb" or self.hub_repo:
-            check_hub_repo(self.hub_repo, f"{path}.hub_repo")
-        _check(bool(_HUB_REVISION.fullmatch(self.hub_revision)), f"{path}.hub_revision", self.hub_revision,
-               "not a Hub revision (a commit hash, a tag or a branch name)")
+        names = [f.name for f in dataclasses.fields(self.sources)]
+        if self.source not in names:  # the sources are the sections of `sources`
+            raise ConfigError(f"{path}.source: must be one of {' | '.join(map(repr, names))}, got {self.source!r}")
+        selected = getattr(self.sources, self.source)
+        if hasattr(selected, "validate_selected"):
+            selected.validate_selected(f"{path}.sources.{self.source}")
 
 
 @dataclass(frozen=True)
@@ -664,7 +709,7 @@ def check_seed(seed: int, key: str = "--seed") -> None:
     _check(0 <= seed <= SEED_MAX, key, seed, f"must be in [0, {SEED_MAX}]")
 
 
-def check_hub_repo(repo: str, key: str = "data.hub_repo") -> None:
+def check_hub_repo(repo: str, key: str = "data.sources.fineweb.repo") -> None:
     _check(bool(_HUB_REPO.fullmatch(repo)), key, repo,
            "not a Hugging Face repo id ([namespace/]name: letters, digits, '-', '_', '.')")
 

@@ -41,13 +41,14 @@ def replace_line(old: str, new: str) -> str:
     ("  matrix_lr: 0.025\n", "  matrix_lr: .inf\n", "train.matrix_lr: must be a finite number (got inf)"),
     ("  logit_softcap: 30.0\n", "  logit_softcap: .inf\n", "model.logit_softcap: must be a finite number (got inf)"),
     ("- 1336\n", f"- {SEED_MAX + 1}\n", f"seeds[2]: must be in [0, {SEED_MAX}] (got {SEED_MAX + 1})"),
-    ("  hub_repo: willdepueoai/parameter-golf\n", "  hub_repo: not a repo!\n",
-     "data.hub_repo: not a Hugging Face repo id ([namespace/]name: letters, digits, '-', '_', '.') "
+    ("      repo: willdepueoai/parameter-golf\n", "      repo: not a repo!\n",
+     "data.sources.fineweb.repo: not a Hugging Face repo id ([namespace/]name: letters, digits, '-', '_', '.') "
      "(got 'not a repo!')"),
-    ("  hub_repo: willdepueoai/parameter-golf\n", "  hub_repo: a/b/c\n",
-     "data.hub_repo: not a Hugging Face repo id ([namespace/]name: letters, digits, '-', '_', '.') (got 'a/b/c')"),
-    ("  hub_revision: main\n", "  hub_revision: ../main\n",
-     "data.hub_revision: not a Hub revision (a commit hash, a tag or a branch name) (got '../main')"),
+    ("      repo: willdepueoai/parameter-golf\n", "      repo: a/b/c\n",
+     "data.sources.fineweb.repo: not a Hugging Face repo id ([namespace/]name: letters, digits, '-', '_', '.') "
+     "(got 'a/b/c')"),
+    ("      revision: main\n", "      revision: ../main\n",
+     "data.sources.fineweb.revision: not a Hub revision (a commit hash, a tag or a branch name) (got '../main')"),
 ])
 def test_values_that_make_no_sense(tmp_path, old, new, expected):
     assert run_swa(tmp_path, replace_line(old, new)) == expected

@@ -69,11 +69,12 @@ def test_table_has_a_row_per_params_key_with_both_profiles_values(script, table)
         assert meaning
     # A value the smoke profile changes shows in its column (conf/profile/smoke.yaml: train.iterations: 120).
     assert rows["train.iterations"][:2] == ["`7000`", "`120`"]
-    assert rows["data.source"][2] == "one of `embedded`, `files`, `fineweb`, `shards`"
+    assert rows["data.sources.fineweb.mode"][2] == "one of `shards`, `docs`"
+    assert rows["data.sources.embedded"] == ["`{}`", "`{}`", "no params", "Text shipped with Python (no download)."]
 
 
 def _leaf_items(node, prefix=""):
-    if isinstance(node, dict):
+    if isinstance(node, dict) and node:
         for key, value in node.items():
             yield from _leaf_items(value, f"{prefix}.{key}" if prefix else str(key))
     else:

@@ -1,12 +1,12 @@
 """Fetching the challenge's published data from the Hugging Face Hub.
 
-The dataset repo (``data.hub_repo``) holds, under ``datasets/``: a
+The dataset repo (``data.sources.fineweb.repo``) holds, under ``datasets/``: a
 ``manifest.json`` describing every export, the ready shards in
 ``datasets/fineweb10B_sp{V}/``, the tokenizer ``tokenizers/fineweb_{V}_bpe.model``
 and the raw documents ``docs_selected.jsonl`` with a sidecar
 ``docs_selected.source_manifest.json`` that records their sha256.
 
-Every download is pinned to ``data.hub_revision`` and goes through a `Hub`
+Every download is pinned to ``data.sources.fineweb.revision`` and goes through a `Hub`
 -- ``download(repo_id, path in repo, revision) -> local file`` and
 ``published(repo_id, paths, revision)``, the digests the Hub publishes for
 those files (the LFS sha256 of large files, the git blob id of small ones) --
@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from pipeline.config import DataConfig
 from pipeline.data.manifest import file_sha256
 from pipeline.data.shards import read_header, shard_name
+from pipeline.data.sources import FilesSource, ReadyShards
 from pipeline.errors import DataError, first_line
 
 REMOTE_ROOT = "datasets"
@@ -106,40 +107,52 @@ class PublishedData:
     description: dict[str, Any]
 
 
+def open_fineweb(cfg: DataConfig, hub: Hub) -> ReadyShards | FilesSource:
+    """The ``fineweb`` data source: the published shards as they are, or the documents to tokenise here."""
+    fw = cfg.sources.fineweb
+    if fw.mode == "shards":
+        published = fetch_published_shards(cfg, hub)
+        return ReadyShards(published.val, published.train, published.tokenizer,
+                           f"{fw.repo}:{published.description['tokenizer']}", published.description)
+    docs, description = fetch_docs(cfg, hub)
+    return FilesSource((docs,), description=description)
+
+
 def fetch_published_shards(cfg: DataConfig, hub: Hub) -> PublishedData:
-    """The validation shards, the first ``data.train_shards`` train shards and the tokenizer.
+    """The validation shards, the first ``data.sources.fineweb.train_shards`` train shards and the tokenizer.
 
     Shard counts and the tokenizer's path come from the repo's manifest; each
     file is checked against the digest the Hub publishes for it, and each
     shard's header against its size, as soon as it arrives.
     """
     vocab = cfg.tokenizer.vocab_size
+    fw = cfg.sources.fineweb
     fetch = _Fetcher(cfg, hub)
     manifest_remote = f"{REMOTE_ROOT}/manifest.json"
     fetch.expect([manifest_remote])
-    manifest = _read_json(fetch(manifest_remote), f"{cfg.hub_repo}:{manifest_remote}")
+    manifest = _read_json(fetch(manifest_remote), f"{fw.repo}:{manifest_remote}")
     name = hub_dataset_name(vocab)
     entry = _find(manifest.get("datasets"), name)
     if entry is None:
-        raise DataError(f"{cfg.hub_repo}: no dataset {name!r} in {REMOTE_ROOT}/manifest.json "
+        raise DataError(f"{fw.repo}: no dataset {name!r} in {REMOTE_ROOT}/manifest.json "
                         f"(data.tokenizer.vocab_size={vocab})")
     stats = entry.get("stats") or {}
     try:
         files_val, files_train = int(stats["files_val"]), int(stats["files_train"])
     except (KeyError, TypeError, ValueError):
-        raise DataError(f"{cfg.hub_repo}: {REMOTE_ROOT}/manifest.json gives no shard counts for {name}") from None
-    if cfg.train_shards > files_train:
-        raise DataError(f"data.train_shards={cfg.train_shards} but {cfg.hub_repo} publishes only "
+        raise DataError(f"{fw.repo}: {REMOTE_ROOT}/manifest.json gives no shard counts for {name}") from None
+    if fw.train_shards > files_train:
+        raise DataError(f"data.sources.fineweb.train_shards={fw.train_shards} but {fw.repo} publishes only "
                         f"{files_train} train shards of {name}")
-    if cfg.train_shards < 1 or files_val < 1:
-        raise DataError(f"data.train_shards={cfg.train_shards}: at least one train and one validation shard is needed")
+    if fw.train_shards < 1 or files_val < 1:
+        raise DataError(f"data.sources.fineweb.train_shards={fw.train_shards}: at least one train and one validation shard is needed")
 
     tokenizer_entry = _find(manifest.get("tokenizers"), entry.get("tokenizer_name"))
     tokenizer_rel = (tokenizer_entry or {}).get("model_path") or f"tokenizers/fineweb_{vocab}_bpe.model"
     tokenizer_remote = f"{REMOTE_ROOT}/{tokenizer_rel}"
     prefix = f"{REMOTE_ROOT}/datasets/{name}"
     remote = {split: [f"{prefix}/{shard_name(split, i)}" for i in range(count)]
-              for split, count in (("val", files_val), ("train", cfg.train_shards))}
+              for split, count in (("val", files_val), ("train", fw.train_shards))}
     fetch.expect([*remote["val"], *remote["train"], tokenizer_remote])
 
     def shards(split: str) -> tuple[Path, ...]:
@@ -156,11 +169,11 @@ def fetch_published_shards(cfg: DataConfig, hub: Hub) -> PublishedData:
     description = {
         "kind": "fineweb",
         "hub_mode": "shards",
-        "hub_repo": cfg.hub_repo,
-        "hub_revision": cfg.hub_revision,
+        "hub_repo": fw.repo,
+        "hub_revision": fw.revision,
         "dataset": name,
         "tokenizer": tokenizer_remote,
-        "train_shards": cfg.train_shards,
+        "train_shards": fw.train_shards,
         "val_shards": files_val,
         "verified": fetch.verified,
     }
@@ -169,14 +182,15 @@ def fetch_published_shards(cfg: DataConfig, hub: Hub) -> PublishedData:
 
 def fetch_docs(cfg: DataConfig, hub: Hub) -> tuple[Path, dict[str, Any]]:
     """``docs_selected.jsonl``, verified against the sha256 its source manifest publishes."""
+    fw = cfg.sources.fineweb
     fetch = _Fetcher(cfg, hub)
     sidecar_remote = f"{REMOTE_ROOT}/{DOCS_SOURCE_MANIFEST}"
     docs_remote = f"{REMOTE_ROOT}/{DOCS_FILE}"
     fetch.expect([sidecar_remote, docs_remote])
-    sidecar = _read_json(fetch(sidecar_remote), f"{cfg.hub_repo}:{sidecar_remote}")
+    sidecar = _read_json(fetch(sidecar_remote), f"{fw.repo}:{sidecar_remote}")
     expected = sidecar.get("docs_sha256")
     if not isinstance(expected, str) or len(expected) != 64:
-        raise DataError(f"{cfg.hub_repo}:{sidecar_remote}: no valid docs_sha256")
+        raise DataError(f"{fw.repo}:{sidecar_remote}: no valid docs_sha256")
     docs = fetch(docs_remote)
     actual = file_sha256(docs)
     if actual != expected.lower():
@@ -185,8 +199,8 @@ def fetch_docs(cfg: DataConfig, hub: Hub) -> tuple[Path, dict[str, Any]]:
     description = {
         "kind": "fineweb",
         "hub_mode": "docs",
-        "hub_repo": cfg.hub_repo,
-        "hub_revision": cfg.hub_revision,
+        "hub_repo": fw.repo,
+        "hub_revision": fw.revision,
         "docs": docs_remote,
         "docs_sha256": actual,
         "verified": fetch.verified,
@@ -195,14 +209,14 @@ def fetch_docs(cfg: DataConfig, hub: Hub) -> tuple[Path, dict[str, Any]]:
 
 
 class _Fetcher:
-    """Downloads at ``data.hub_revision`` and checks each file against the digest the Hub publishes.
+    """Downloads at ``data.sources.fineweb.revision`` and checks each file against the digest the Hub publishes.
 
     `verified` maps every remote path that had a published digest to ``"<kind>:<hex>"``;
     a file the Hub publishes no digest for is used as is (the manifest still records its sha256).
     """
 
     def __init__(self, cfg: DataConfig, hub: Hub) -> None:
-        self.repo, self.revision, self.hub = cfg.hub_repo, cfg.hub_revision, hub
+        self.repo, self.revision, self.hub = cfg.sources.fineweb.repo, cfg.sources.fineweb.revision, hub
         self.digests: dict[str, tuple[str, str]] = {}
         self.verified: dict[str, str] = {}
 

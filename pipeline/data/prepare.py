@@ -35,11 +35,12 @@ from tqdm import tqdm
 from pipeline.atomic import atomic_dir
 from pipeline.config import DataConfig
 from pipeline.data.encode import available_cpus, encode_documents
-from pipeline.data.hub import HfHub, Hub, fetch_docs, fetch_published_shards, link_or_copy
+from pipeline.data.hub import HfHub, Hub, link_or_copy
 from pipeline.data.layout import DataLayout
 from pipeline.data.manifest import file_sha256, shard_records, split_record
-from pipeline.data.shards import ShardWriter, read_header, shard_paths
-from pipeline.data.sources import CorpusHash, EmbeddedSource, FilesSource, TextSource, clean_documents, resolve_files
+from pipeline.data.shards import ShardWriter
+from pipeline.data.source_registry import source_for
+from pipeline.data.sources import CorpusHash, ReadyShards, TextSource, clean_documents
 from pipeline.data.tokenizer import check_vocab_size, load_tokenizer, train_tokenizer, trainer_settings
 from pipeline.errors import DataError
 
@@ -78,15 +79,11 @@ def prepare(cfg: DataConfig, *, hub: Hub | None = None, progress: bool = False) 
         _give_default_permissions(tmp)
         layout = DataLayout(tmp)
         layout.shards_dir.mkdir()
-        if cfg.source == "shards":
-            manifest = _link_shards(cfg, layout, _local_shards(cfg))
-        elif cfg.source == "fineweb" and cfg.hub_mode == "shards":
-            published = fetch_published_shards(cfg, hub)
-            shards = _ReadyShards(published.val, published.train, published.tokenizer,
-                                  f"{cfg.hub_repo}:{published.description['tokenizer']}", published.description)
-            manifest = _link_shards(cfg, layout, shards)
+        opened = source_for(cfg).open(cfg, hub)
+        if isinstance(opened, ReadyShards):
+            manifest = _link_shards(cfg, layout, opened)
         else:
-            manifest = _from_text(cfg, _text_source(cfg, hub), layout, progress, seconds)
+            manifest = _from_text(cfg, opened, layout, progress, seconds)
         layout.manifest.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     seconds["total"] = time.perf_counter() - start
     return PrepareSummary(out_dir=Path(cfg.out_dir), manifest=manifest, seconds=seconds)
@@ -94,9 +91,7 @@ def prepare(cfg: DataConfig, *, hub: Hub | None = None, progress: bool = False) 
 
 def prepare_inputs(cfg: DataConfig) -> list[tuple[Path, str]]:
     """The local files the stage will read (corpus files, a reused tokenizer), for `preflight`."""
-    reads: list[tuple[Path, str]] = []
-    if cfg.source == "files":
-        reads += [(path, "data.files") for path in resolve_files(cfg.files)]
+    reads = source_for(cfg).inputs(cfg)
     if cfg.tokenizer.model_path:
         reads.append((Path(cfg.tokenizer.model_path), "data.tokenizer.model_path"))
     return reads
@@ -114,15 +109,6 @@ def _give_default_permissions(directory: Path) -> None:
 
 
 # --------------------------------------------------------------------------- text sources
-
-
-def _text_source(cfg: DataConfig, hub: Hub) -> TextSource:
-    if cfg.source == "embedded":
-        return EmbeddedSource()
-    if cfg.source == "files":
-        return FilesSource(resolve_files(cfg.files))
-    docs, description = fetch_docs(cfg, hub)
-    return FilesSource((docs,), description=description)
 
 
 def _documents(source: TextSource, cfg: DataConfig) -> Iterator[str]:
@@ -247,39 +233,7 @@ class _Counted(Iterator[str]):
 # --------------------------------------------------------------------------- ready shards
 
 
-@dataclass(frozen=True)
-class _ReadyShards:
-    val: tuple[Path, ...]
-    train: tuple[Path, ...]
-    tokenizer: Path
-    tokenizer_label: str
-    description: dict[str, Any]
-
-
-def _local_shards(cfg: DataConfig) -> _ReadyShards:
-    directory = Path(cfg.shards_dir)
-    if not directory.is_dir():
-        raise DataError(f"data.shards_dir: {directory} is not a directory")
-    val, train = shard_paths(directory, "val"), shard_paths(directory, "train")
-    for split, paths in (("val", val), ("train", train)):
-        if not paths:
-            raise DataError(f"{directory}: no fineweb_{split}_NNNNNN.bin shards")
-    for path in (*val, *train):
-        read_header(path)
-    if cfg.tokenizer.model_path:
-        tokenizer = Path(cfg.tokenizer.model_path)
-    else:
-        models = sorted(directory.glob("*.model"))
-        if len(models) != 1:
-            found = ", ".join(m.name for m in models) or "none"
-            raise DataError(f"{directory}: expected exactly one tokenizer .model (found {found}); "
-                            "or set data.tokenizer.model_path")
-        tokenizer = models[0]
-    description = {"kind": "shards", "shards_dir": directory.as_posix(), "tokenizer": tokenizer.as_posix()}
-    return _ReadyShards(tuple(val), tuple(train), tokenizer, str(tokenizer), description)
-
-
-def _link_shards(cfg: DataConfig, layout: DataLayout, shards: _ReadyShards) -> dict[str, Any]:
+def _link_shards(cfg: DataConfig, layout: DataLayout, shards: ReadyShards) -> dict[str, Any]:
     processor = load_tokenizer(shards.tokenizer, cfg.tokenizer.vocab_size, "data.tokenizer.vocab_size",
                                label=shards.tokenizer_label)
     link_or_copy(shards.tokenizer, layout.tokenizer)

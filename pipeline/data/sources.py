@@ -8,7 +8,11 @@ becomes a space, surrounding whitespace is stripped, empty documents are
 dropped) to the tokenizer's training text only, and `CorpusHash` fingerprints
 exactly the documents that were split and encoded.
 
-Local files (``data.source: files``):
+The openers of the ``embedded`` and ``files`` sources (`open_embedded`,
+`open_files`) live here; `pipeline.data.source_registry` maps each
+``data.source`` name to its opener.
+
+Local files (``data.source: files``, ``data.sources.files.paths``):
 
 - ``.jsonl``: one ``{"text": ...}`` object per line (blank lines are skipped);
   any other line is an error naming the file and line number.
@@ -28,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from pipeline.config import DataConfig
 from pipeline.data.embedded import describe_embedded, iter_embedded_documents
 from pipeline.errors import DataError
 
@@ -40,6 +45,17 @@ class TextSource(Protocol):
     def documents(self) -> Iterator[str]: ...
 
     def describe(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class ReadyShards:
+    """What a source of ready shards opens to: linked in as they are, with their tokenizer."""
+
+    val: tuple[Path, ...]
+    train: tuple[Path, ...]
+    tokenizer: Path
+    tokenizer_label: str  # how errors about the tokenizer name it
+    description: dict[str, Any]  # the manifest's "source" record
 
 
 class EmbeddedSource:
@@ -73,18 +89,33 @@ class FilesSource:
         return {"kind": "files", "files": [p.as_posix() for p in self.paths]}
 
 
-def resolve_files(patterns: Iterable[str]) -> tuple[Path, ...]:
+FILES_KEY = "data.sources.files.paths"
+
+
+def open_embedded(cfg: DataConfig, hub: object) -> EmbeddedSource:
+    return EmbeddedSource()
+
+
+def open_files(cfg: DataConfig, hub: object) -> FilesSource:
+    return FilesSource(resolve_files(cfg.sources.files.paths))
+
+
+def files_inputs(cfg: DataConfig) -> list[tuple[Path, str]]:
+    return [(path, FILES_KEY) for path in resolve_files(cfg.sources.files.paths)]
+
+
+def resolve_files(patterns: Iterable[str], key: str = FILES_KEY) -> tuple[Path, ...]:
     """Expand paths and globs in order (each glob sorted); duplicates keep their first place."""
     found: list[Path] = []
     for pattern in patterns:
         if glob.has_magic(pattern):
             matches = sorted(Path(m) for m in glob.glob(pattern, recursive=True) if Path(m).is_file())
             if not matches:
-                raise DataError(f"data.files: {pattern!r} matches no file")
+                raise DataError(f"{key}: {pattern!r} matches no file")
         else:
             path = Path(pattern)
             if not path.is_file():
-                raise DataError(f"data.files: {pattern} not found")
+                raise DataError(f"{key}: {pattern} not found")
             matches = [path]
         for path in matches:
             if path.suffix not in FILE_SUFFIXES:

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 import sentencepiece as spm  # noqa: E402
 
-from pipeline.config import DataConfig, load_params  # noqa: E402
+from pipeline.config import DataConfig, FilesSourceConfig, load_params  # noqa: E402
 from pipeline.data.prepare import prepare  # noqa: E402
 
 DEFAULT_MIRROR = Path("/work/.mirror/openai+parameter-golf/repo")
@@ -74,7 +74,8 @@ def pgolf_config(corpus: Path, out_dir: Path) -> DataConfig:
     base = load_params(ROOT / "params.yaml").data
     tokenizer = dataclasses.replace(base.tokenizer, vocab_size=VOCAB, train_from="all", train_docs=0,
                                     model_path="")
-    return dataclasses.replace(base, source="files", files=(str(corpus),), out_dir=str(out_dir),
+    sources = dataclasses.replace(base.sources, files=FilesSourceConfig((str(corpus),)))
+    return dataclasses.replace(base, source="files", sources=sources, out_dir=str(out_dir),
                                val_docs=VAL_DOCS, max_docs=0, shard_tokens=SHARD_TOKENS, tokenizer=tokenizer)
 
 

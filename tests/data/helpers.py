@@ -13,7 +13,7 @@ import numpy as np
 import sentencepiece as spm
 import yaml
 
-from pipeline.config import DataConfig, load_params
+from pipeline.config import DataConfig, FilesSourceConfig, ShardsSourceConfig, load_params
 from pipeline.data.shards import write_shard
 from pipeline.data.sources import clean_documents
 from pipeline.data.tokenizer import train_tokenizer
@@ -24,13 +24,18 @@ SMALL_VOCAB = 384
 
 
 def data_config(**overrides: Any) -> DataConfig:
-    """The record data group with `overrides`; ``tokenizer`` takes a dict of its own overrides."""
+    """The record data group with `overrides`; ``tokenizer`` takes a dict of its own overrides, and a
+    source's name its section: ``files`` the paths, ``shards`` the directory, ``fineweb`` a dict."""
     base = load_params(ROOT / "params.yaml").data
     tokenizer = dataclasses.replace(base.tokenizer, **overrides.pop("tokenizer", {}))
-    files = overrides.pop("files", None)
-    if files is not None:
-        overrides["files"] = tuple(str(f) for f in files)
-    return dataclasses.replace(base, tokenizer=tokenizer, **overrides)
+    sources = base.sources
+    if (files := overrides.pop("files", None)) is not None:
+        sources = dataclasses.replace(sources, files=FilesSourceConfig(tuple(str(f) for f in files)))
+    if (directory := overrides.pop("shards", None)) is not None:
+        sources = dataclasses.replace(sources, shards=ShardsSourceConfig(str(directory)))
+    if (fineweb := overrides.pop("fineweb", None)) is not None:
+        sources = dataclasses.replace(sources, fineweb=dataclasses.replace(sources.fineweb, **fineweb))
+    return dataclasses.replace(base, tokenizer=tokenizer, sources=sources, **overrides)
 
 
 def pydoc_paragraphs(limit: int | None = None) -> list[str]:
@@ -148,7 +153,7 @@ def write_params(path: Path, data: DataConfig) -> Path:
     """A full params file (the record values) with this data group and a matching model vocab."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     plain = dataclasses.asdict(data)
-    plain["files"] = list(plain["files"])
+    plain["sources"]["files"]["paths"] = list(plain["sources"]["files"]["paths"])
     raw["data"] = plain
     raw["model"]["vocab_size"] = data.tokenizer.vocab_size
     path.write_text(yaml.safe_dump(raw, sort_keys=False))

@@ -27,15 +27,15 @@ def hub(tmp_path_factory):
 
 
 def fineweb_config(tmp_path, **overrides):
-    base = dict(source="fineweb", hub_repo=REPO, out_dir=str(tmp_path / "data"), train_shards=2,
-                tokenizer={"vocab_size": SMALL_VOCAB})
-    base.update(overrides)
-    return data_config(**base)
+    """The data group for the fake Hub; `overrides` of the fineweb section or (val_docs, shard_tokens) of data."""
+    data = {key: overrides.pop(key) for key in ("val_docs", "shard_tokens") if key in overrides}
+    return data_config(source="fineweb", fineweb={"repo": REPO, "train_shards": 2, **overrides},
+                       out_dir=str(tmp_path / "data"), tokenizer={"vocab_size": SMALL_VOCAB}, **data)
 
 
 def test_published_shards_are_validated_and_linked(hub, tmp_path):
     calls: list[str] = []
-    summary = prepare(fineweb_config(tmp_path, hub_mode="shards"), hub=copier(hub, calls))
+    summary = prepare(fineweb_config(tmp_path, mode="shards"), hub=copier(hub, calls))
     name = f"fineweb10B_sp{SMALL_VOCAB}"
     assert calls == [
         f"{REPO}@main:datasets/manifest.json",
@@ -69,8 +69,9 @@ def test_published_shards_are_validated_and_linked(hub, tmp_path):
 
 
 def test_more_train_shards_than_published_is_rejected(hub, tmp_path):
-    with pytest.raises(DataError, match="data.train_shards=5 but someone/parameter-golf publishes only 3"):
-        prepare(fineweb_config(tmp_path, hub_mode="shards", train_shards=5), hub=copier(hub))
+    with pytest.raises(DataError,
+                       match="data.sources.fineweb.train_shards=5 but someone/parameter-golf publishes only 3"):
+        prepare(fineweb_config(tmp_path, mode="shards", train_shards=5), hub=copier(hub))
     assert not (tmp_path / "data").exists()
 
 
@@ -81,17 +82,17 @@ def test_corrupt_published_shard_is_rejected(hub, tmp_path):
     shard.write_bytes(shard.read_bytes()[:-2])
     publish_digests(broken)  # published truncated: the digest agrees, the header check does not
     with pytest.raises(DataError, match=r"fineweb_train_000001.bin: truncated"):
-        prepare(fineweb_config(tmp_path, hub_mode="shards"), hub=copier(broken))
+        prepare(fineweb_config(tmp_path, mode="shards"), hub=copier(broken))
     assert not (tmp_path / "data").exists()
 
 
 def test_missing_hub_file_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match=r"someone/parameter-golf:datasets/manifest.json: download failed"):
-        prepare(fineweb_config(tmp_path, hub_mode="shards"), hub=copier(tmp_path / "nothing"))
+        prepare(fineweb_config(tmp_path, mode="shards"), hub=copier(tmp_path / "nothing"))
 
 
 def test_docs_mode_verifies_and_tokenises_here(hub, tmp_path):
-    summary = prepare(fineweb_config(tmp_path, hub_mode="docs", val_docs=50, shard_tokens=20_000),
+    summary = prepare(fineweb_config(tmp_path, mode="docs", val_docs=50, shard_tokens=20_000),
                       hub=copier(hub))
     manifest = summary.manifest
     assert manifest["source"]["hub_mode"] == "docs"
@@ -110,14 +111,14 @@ def test_docs_sha_mismatch_is_rejected(hub, tmp_path):
         f.write('{"text": "an extra document"}\n')
     publish_digests(tampered)  # the Hub serves the changed file; only the sidecar's docs_sha256 disagrees
     with pytest.raises(DataError, match=r"docs_selected.jsonl: sha256 [0-9a-f]{64} does not match docs_sha256"):
-        prepare(fineweb_config(tmp_path, hub_mode="docs", val_docs=5), hub=copier(tampered))
+        prepare(fineweb_config(tmp_path, mode="docs", val_docs=5), hub=copier(tampered))
     assert not (tmp_path / "data").exists()
 
 
 def test_revision_is_passed_to_every_download_and_recorded(hub, tmp_path):
     calls: list[str] = []
     tag = "0123456789abcdef0123456789abcdef01234567"
-    summary = prepare(fineweb_config(tmp_path, hub_mode="docs", hub_revision=tag, val_docs=50, shard_tokens=20_000),
+    summary = prepare(fineweb_config(tmp_path, mode="docs", revision=tag, val_docs=50, shard_tokens=20_000),
                       hub=copier(hub, calls))
     assert calls == [f"{REPO}@{tag}:datasets/docs_selected.source_manifest.json",
                      f"{REPO}@{tag}:datasets/docs_selected.jsonl"]
@@ -137,7 +138,7 @@ def test_a_file_that_differs_from_its_published_digest_is_refused(hub, tmp_path,
     kind = "sha256" if victim.endswith(".model") else "git-sha1"
     published = json.loads((tampered / "published.json").read_text())[f"datasets/{victim}"][1]
     with pytest.raises(DataError) as info:
-        prepare(fineweb_config(tmp_path, hub_mode="shards"), hub=copier(tampered))
+        prepare(fineweb_config(tmp_path, mode="shards"), hub=copier(tampered))
     from pipeline.data.hub import git_blob_sha1
     from pipeline.data.manifest import file_sha256
     actual = file_sha256(path) if kind == "sha256" else git_blob_sha1(path)

@@ -167,7 +167,7 @@ def shards_dir(tmp_path: Path, tokenizer: Path) -> Path:
 
 def test_shards_dir_is_used_as_is(tmp_path, tokenizer):
     directory = shards_dir(tmp_path, tokenizer)
-    result = run_prepare(tmp_path, source="shards", shards_dir=str(directory))
+    result = run_prepare(tmp_path, source="shards", shards=directory)
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "data" / "manifest.json").read_text())
     assert [manifest["splits"][s]["documents"] for s in ("val", "train")] == [10, 30]
@@ -193,13 +193,13 @@ def test_shards_dir_is_used_as_is(tmp_path, tokenizer):
 def test_bad_shards(tmp_path, tokenizer, damage, fragments):
     directory = shards_dir(tmp_path, tokenizer)
     damage(directory)
-    result = run_prepare(tmp_path, source="shards", shards_dir=str(directory))
+    result = run_prepare(tmp_path, source="shards", shards=directory)
     assert_user_error(result, *fragments)
     assert not (tmp_path / "data").exists() and leftovers(tmp_path) == []
 
 
 def test_shards_tokenizer_vocab_differs(tmp_path, tokenizer):
     directory = shards_dir(tmp_path, tokenizer)
-    result = run_prepare(tmp_path, source="shards", shards_dir=str(directory), tokenizer={"vocab_size": 1024})
+    result = run_prepare(tmp_path, source="shards", shards=directory, tokenizer={"vocab_size": 1024})
     assert_user_error(result, "fineweb_1024_bpe.model has vocab 384 but data.tokenizer.vocab_size is 1024")
     assert not (tmp_path / "data").exists()
