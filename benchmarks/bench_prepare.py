@@ -22,7 +22,7 @@ from pathlib import Path
 
 import sentencepiece as spm
 
-from pipeline.config import load_params
+from pipeline.config import FilesSourceConfig, load_params
 from pipeline.data.embedded import iter_embedded_documents
 from pipeline.data.encode import available_cpus, encode_documents
 from pipeline.data.prepare import prepare
@@ -57,7 +57,8 @@ def main() -> None:
             for _ in range(args.jsonl_copies):
                 f.writelines(json.dumps({"text": t}) + "\n" for t in texts)
         files_cfg = dataclasses.replace(
-            cfg, source="files", files=(str(jsonl),), out_dir=str(Path(tmp) / "files"),
+            cfg, source="files", sources=dataclasses.replace(cfg.sources, files=FilesSourceConfig((str(jsonl),))),
+            out_dir=str(Path(tmp) / "files"),
             tokenizer=dataclasses.replace(cfg.tokenizer, model_path=str(model)))
         files_summary = prepare(files_cfg)
         jsonl_mb = jsonl.stat().st_size / 1e6

@@ -8,6 +8,13 @@ variables for hyperparameters.
 Every error names the full key path (``model.num_heads``) and the offending
 value, so a typo in a sweep (``dvc exp run -S ...``) fails loudly at load time
 instead of silently training the wrong model.
+
+Each field declares its one-line description (`doc`), from which
+scripts/params-table generates README.md's parameter table, and each group
+checks its own fields in a ``validate(self, path)`` method beside them;
+`validate` calls every such method in the tree, so a new nested group is
+checked without being registered anywhere.  Checks that span groups live in
+`Params.validate`.
 """
 
 from __future__ import annotations
@@ -614,8 +621,9 @@ def _check(cond: bool, key: str, value: Any, why: str) -> None:
         raise ConfigError(f"{key}: {why} (got {value!r})")
 
 
-def validate(p: Params) -> None:
-    """Every consistency check of `p`; raises ConfigError naming the key at fault.
+def validate(p: Any) -> None:
+    """Every consistency check of `p` (a `Params`, or any tree of config dataclasses); raises
+    ConfigError naming the key at fault.
 
     Any dataclass in the tree with a ``validate(self, path)`` method is checked
     with its dotted key path, its nested groups before itself, so a group's own
