@@ -16,19 +16,13 @@ import pytest
 import yaml
 
 from pipeline.layout import MetricsLayout, RunLayout, seed_dir
+from pipeline.stage_params import STAGE_PARAMS
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = str(Path(sys.executable).parent)  # dvc and pgolf live next to this interpreter
 
-# The contract of every stage: the params it reads, the code it runs.
-PARAMS = {
-    "prepare": {"data"},
-    "train": {"model", "train", "swa.enabled", "swa.every", "swa.start_lrmul", "swa.max_snapshots"},
-    "swa": {"swa.method", "swa.last_k", "swa.min_snapshots"},
-    "quantize": {"quant"},
-    "evaluate": {"eval", "model", "train.nproc_per_node"},
-    "report": {"report", "seeds"},
-}
+# The contract of every stage: the params it reads (one list, also behind the stage digests), the code it runs.
+PARAMS = {stage: set(keys) for stage, keys in STAGE_PARAMS.items()}
 CODE = {
     "prepare": {"pipeline/data", "pipeline/config.py", "stages/prepare.py"},
     "train": {"pipeline/model", "pipeline/optim", "pipeline/train", "pipeline/data",
