@@ -25,7 +25,7 @@ from pathlib import Path, PurePath
 from typing import Any, Literal
 
 from pipeline.errors import PgolfError
-from pipeline.stage_params import stage_values
+from pipeline.stage_params import fingerprint_values
 
 
 class ConfigError(PgolfError, ValueError):
@@ -265,8 +265,9 @@ class Params:
 
     def stage_digest(self, stage: str) -> str:
         """sha256 of the canonical JSON of the params `stage` reads (`pipeline.stage_params.STAGE_PARAMS`,
-        the same keys as dvc.yaml): changes exactly when DVC would re-run the stage for a params change."""
-        return _sha256_json(stage_values(self.to_dict(), stage))
+        the same keys as dvc.yaml), output locations (`LOCATION_KEYS`) left out: changes when DVC would
+        re-run the stage for a params change, other than a moved output directory."""
+        return _sha256_json(fingerprint_values(self.to_dict(), stage))
 
     def stage_digests(self, stages: tuple[str, ...]) -> dict[str, str]:
         return {stage: self.stage_digest(stage) for stage in stages}

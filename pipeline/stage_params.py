@@ -28,6 +28,21 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
 # The stages whose params shape the packed artifact; size.json records their digests.
 PACKED_STAGES: tuple[str, ...] = ("train", "swa", "quantize")
 
+# Where a stage's files live, not what they hold: left out of the stage digests, so a run
+# reached through another directory (a moved or linked workspace) still resumes and exports.
+LOCATION_KEYS: tuple[str, ...] = ("data.out_dir", "train.out_dir")
+
+
+def fingerprint_values(params: Mapping[str, Any], stage: str) -> dict[str, Any]:
+    """`stage_values` without the `LOCATION_KEYS`: what `Params.stage_digest` hashes."""
+    values = stage_values(params, stage)
+    for location in LOCATION_KEYS:
+        section, _, leaf = location.partition(".")
+        values.pop(location, None)
+        if isinstance(values.get(section), Mapping):
+            values[section] = {k: v for k, v in values[section].items() if k != leaf}
+    return values
+
 
 def stage_values(params: Mapping[str, Any], stage: str) -> dict[str, Any]:
     """{key: value} for each of `stage`'s keys, read from the plain params dict (`Params.to_dict()`)."""

@@ -29,6 +29,8 @@ def test_a_stage_digest_moves_only_with_that_stages_params(record_params):
     assert moved(_with(record_params, "model", num_layers=9)) == {"train", "quantize", "evaluate"}
     assert moved(dataclasses.replace(record_params, seeds=(1, 2))) == {"report"}
     assert moved(_with(record_params, "report", p_threshold=0.05)) == {"report"}
+    # Where the files live is not what they hold: a moved workspace resumes and exports.
+    assert moved(_with(_with(record_params, "train", out_dir="elsewhere/runs"), "data", out_dir="d")) == set()
 
 
 def test_stage_values_read_dotted_keys(record_params):
