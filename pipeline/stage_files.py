@@ -214,7 +214,8 @@ def read_seed_metrics(path: Path, seed: int) -> SeedMetrics:
     ints = {key: _field(metrics, key, (int,), path) for key in ("steps", "model_bytes", "code_bytes", "total_bytes")}
     numbers = {key: _field(metrics, key, _NUMBER, path) for key in ("train_seconds", "mean_step_ms")}
     extra = {key: _field(metrics, key, (dict,), path) for key in ("eval", "provenance") if key in metrics}
-    return SeedMetrics(**passes, **ints, **numbers, seed=metrics.get("seed"), **extra)
+    seed_field = _field(metrics, "seed", (int,), path) if "seed" in metrics else None
+    return SeedMetrics(**passes, **ints, **numbers, seed=seed_field, **extra)
 
 
 def write_train_summary(path: Path, summary: TrainSummary) -> None:
