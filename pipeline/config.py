@@ -200,6 +200,71 @@ class QuantSchemes:
 
 
 @dataclass(frozen=True)
+class ClipSigmas:
+    """GPTQ's SD-clip multiple of each category's row std (`pipeline.quant.gptq`)."""
+
+    # Embedding rows (the 04-27 record: 20.0).
+    embed: float
+    # MLP matrices (the 04-27 record: 10.0).
+    mlp: float
+    # Attention matrices (the 04-27 record: 13.0).
+    attn: float
+    # Every other matrix (the 04-27 record: 12.85).
+    other: float
+
+
+@dataclass(frozen=True)
+class GptqConfig:
+    """GPTQ rounding (`quant.method: gptq`) and its calibration (`pipeline.quant.gptq`, `calibration`)."""
+
+    # Training batches whose activations build each layer's Hessian X^T X (the quantize stage reads the train shards).
+    calibration_batches: int
+    # Tokens per calibration batch (sequences of train.seq_len tokens).
+    calibration_batch_tokens: int
+    # Columns per GPTQ block (the records: 128).
+    block_size: int
+    # Added to H's diagonal, as a fraction of its mean (the records: 0.01).
+    damp: float
+    # Row step: "sd" = clip_sigmas x row std / qmax (04-05), "search" = best of five |w| percentiles (03-25).
+    clip: Literal["sd", "search"]
+    clip_sigmas: ClipSigmas
+    # Hessian-aware SD-clip (04-06): each row's clip scaled by 1 + lambda x (row importance - 1); 0 = off.
+    hessian_clip_lambda: float
+
+
+@dataclass(frozen=True)
+class LqerConfig:
+    """LQER: a low-rank int4 correction of the quantisation error of the worst tensors (`pipeline.quant.lqer`)."""
+
+    # Tensors corrected: the top_k integer-coded matrices by error norm (0 = off).
+    top_k: int
+    # Rank of the correction A @ B.
+    rank: int
+    # Asymmetric packing (the 04-27 record): A int2 with one scale, B int4 per group; off: both int`factor_bits` per row.
+    asym: bool
+    # Group size of B's int4 scales in the asymmetric packing (B's size must be a multiple, else symmetric).
+    asym_group: int
+    # Bits of A's and B's codes in the symmetric packing.
+    factor_bits: int
+
+
+@dataclass(frozen=True)
+class CodecConfig:
+    """Settings of the compressors other than zstd (`pipeline.quant.compressors`)."""
+
+    # lzma preset (0-9; the 03-25 record: 9).
+    lzma_preset: int
+    # brotli quality (0-11; the records: 11).
+    brotli_quality: int
+    # brotli window bits lgwin (10-24; brotli's default 22).
+    brotli_window: int
+    # Byte-shuffle stride of the *-shuffle compressors (the 04-01 record: 2).
+    shuffle_stride: int
+    # Per-group compressors: reorder rows of similar int8 matrices (greedy L1 chain), undone on load.
+    similarity_sort: bool
+
+
+@dataclass(frozen=True)
 class QuantConfig:
     """Mixed per-row quantisation and compressed packing (SPEC §4)."""
 
@@ -208,6 +273,8 @@ class QuantConfig:
     schemes: QuantSchemes
     # Scheme of large float tensors that are not 2-D (vectors, conv kernels), whatever their category.
     non_matrix_scheme: str
+    # Scheme of 2-D control tensors (gates, mixes) of any size; fp32 = the size rule (fp16 when small, else fp32).
+    control_matrix_scheme: str
     # Payload compressor (`pipeline.quant.compressors`), recorded in the artifact header.
     compressor: str
     keep_float_max_numel: int
@@ -215,6 +282,9 @@ class QuantConfig:
     zstd_level: int
     cap_bytes: int
     allow_oversize: bool
+    gptq: GptqConfig
+    lqer: LqerConfig
+    codec: CodecConfig
 
 
 @dataclass(frozen=True)
@@ -493,6 +563,26 @@ def validate(p: Params) -> None:
            "must be in (0, 100]")
     _check(1 <= q.zstd_level <= 22, "quant.zstd_level", q.zstd_level, "must be in [1, 22]")
     _check(q.cap_bytes >= 1, "quant.cap_bytes", q.cap_bytes, "must be >= 1")
+    g = q.gptq
+    _check(g.calibration_batches >= 1, "quant.gptq.calibration_batches", g.calibration_batches, "must be >= 1")
+    _check(g.calibration_batch_tokens >= 1, "quant.gptq.calibration_batch_tokens", g.calibration_batch_tokens,
+           "must be >= 1")
+    _check(g.block_size >= 1, "quant.gptq.block_size", g.block_size, "must be >= 1")
+    _check(g.damp > 0, "quant.gptq.damp", g.damp, "must be > 0")
+    for f in dataclasses.fields(g.clip_sigmas):
+        value = getattr(g.clip_sigmas, f.name)
+        _check(value > 0, f"quant.gptq.clip_sigmas.{f.name}", value, "must be > 0")
+    _check(g.hessian_clip_lambda >= 0, "quant.gptq.hessian_clip_lambda", g.hessian_clip_lambda, "must be >= 0")
+    lq = q.lqer
+    _check(lq.top_k >= 0, "quant.lqer.top_k", lq.top_k, "must be >= 0")
+    _check(lq.rank >= 1, "quant.lqer.rank", lq.rank, "must be >= 1")
+    _check(lq.asym_group >= 1, "quant.lqer.asym_group", lq.asym_group, "must be >= 1")
+    _check(2 <= lq.factor_bits <= 8, "quant.lqer.factor_bits", lq.factor_bits, "must be in [2, 8]")
+    c = q.codec
+    _check(0 <= c.lzma_preset <= 9, "quant.codec.lzma_preset", c.lzma_preset, "must be in [0, 9]")
+    _check(0 <= c.brotli_quality <= 11, "quant.codec.brotli_quality", c.brotli_quality, "must be in [0, 11]")
+    _check(10 <= c.brotli_window <= 24, "quant.codec.brotli_window", c.brotli_window, "must be in [10, 24]")
+    _check(1 <= c.shuffle_stride <= 255, "quant.codec.shuffle_stride", c.shuffle_stride, "must be in [1, 255]")
 
     e = p.eval
     _check(e.seq_len >= 1, "eval.seq_len", e.seq_len, "must be >= 1")
@@ -515,7 +605,8 @@ def validate_quant_names(q: QuantConfig) -> None:
 
     for key, value in [*((f"quant.schemes.{f.name}", getattr(q.schemes, f.name))
                          for f in dataclasses.fields(q.schemes)),
-                       ("quant.non_matrix_scheme", q.non_matrix_scheme)]:
+                       ("quant.non_matrix_scheme", q.non_matrix_scheme),
+                       ("quant.control_matrix_scheme", q.control_matrix_scheme)]:
         _check(value in SCHEMES, key, value, f"not a registered storage scheme ({', '.join(SCHEMES)})")
     _check(q.method in METHODS, "quant.method", q.method, f"not a registered method ({', '.join(METHODS)})")
     _check(q.compressor in COMPRESSORS, "quant.compressor", q.compressor,
