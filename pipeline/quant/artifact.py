@@ -42,7 +42,7 @@ import io
 import struct
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ from torch import Tensor
 from pipeline import atomic
 from pipeline.config import QuantConfig
 from pipeline.errors import ArtifactError
+from pipeline.quant.categories import category_stats
 from pipeline.quant.compressors import compressor_by_code, get_compressor
 from pipeline.quant.lqer import FIELDS as LQER_FIELDS
 from pipeline.quant.mixed import dequantize_state_dict, quantize_state_dict, scheme_counts
@@ -81,6 +82,11 @@ class ArtifactStats:
     compress_seconds: float
     method: str  # quant.method that rounded the integer schemes
     compressor: str  # quant.compressor, also recorded in the header
+    # Per tensor category: schemes and bits, tensors, weights, bytes before compression, relative
+    # reconstruction error, LQER-corrected tensors (`pipeline.quant.categories`).
+    categories: dict[str, dict[str, Any]] = field(default_factory=dict)
+    calibration_batches: int = 0  # GPTQ's calibration batches (0: the method needs none)
+    calibration_seconds: float = 0.0  # collecting the Hessians: counts in the challenge's training budget
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,6 +126,7 @@ def pack_artifact(
     compressor = get_compressor(cfg.compressor)
     t0 = time.perf_counter()
     tensors = quantize_state_dict(state_dict, cfg, inputs)
+    categories = category_stats(state_dict, tensors, dequantize_state_dict(tensors))
     buf = io.BytesIO()
     version = artifact_version(tensors)
     torch.save({"format_version": version, "tensors": tensors, "meta": meta}, buf)
@@ -139,6 +146,9 @@ def pack_artifact(
         compress_seconds=t2 - t1,
         method=cfg.method,
         compressor=compressor.name,
+        categories=categories,
+        calibration_batches=int((inputs or {}).get("calibration", {}).get("batches", 0)),
+        calibration_seconds=float((inputs or {}).get("calibration", {}).get("seconds", 0.0)),
     )
     return blob, stats
 
