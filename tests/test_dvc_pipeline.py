@@ -25,7 +25,7 @@ PARAMS = {
     "prepare": {"data"},
     "train": {"model", "train", "swa.enabled", "swa.every", "swa.start_lrmul", "swa.max_snapshots"},
     "swa": {"swa.method", "swa.last_k", "swa.min_snapshots"},
-    "quantize": {"quant"},
+    "quantize": {"quant", "train.seq_len"},
     "evaluate": {"eval", "model", "train.nproc_per_node"},
     "report": {"report", "seeds"},
 }
