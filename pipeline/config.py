@@ -611,6 +611,14 @@ def validate_quant_names(q: QuantConfig) -> None:
     _check(q.method in METHODS, "quant.method", q.method, f"not a registered method ({', '.join(METHODS)})")
     _check(q.compressor in COMPRESSORS, "quant.compressor", q.compressor,
            f"not a registered compressor ({', '.join(COMPRESSORS)})")
+    needs = COMPRESSORS[q.compressor].check_available
+    if needs is not None:
+        from pipeline.quant.codecs import CodecUnavailable
+
+        try:
+            needs()
+        except CodecUnavailable as exc:
+            _check(False, "quant.compressor", q.compressor, str(exc))
 
 
 # --------------------------------------------------------------------------- output locations

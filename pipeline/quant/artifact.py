@@ -53,6 +53,7 @@ from pipeline import atomic
 from pipeline.config import QuantConfig
 from pipeline.errors import ArtifactError
 from pipeline.quant.categories import category_stats
+from pipeline.quant.codecs import CodecUnavailable
 from pipeline.quant.compressors import compressor_by_code, get_compressor
 from pipeline.quant.lqer import FIELDS as LQER_FIELDS
 from pipeline.quant.mixed import dequantize_state_dict, quantize_state_dict, scheme_counts
@@ -186,6 +187,11 @@ def _unpack_payload(blob: bytes, name: str) -> tuple[int, bytes]:
         raise ArtifactError(f"{name}: {len(payload) - length} unexpected bytes after the payload")
     if hashlib.sha256(payload).digest() != digest:
         raise ArtifactError(f"{name}: corrupt: payload sha256 does not match the header")
+    if compressor.check_available is not None:
+        try:
+            compressor.check_available()
+        except CodecUnavailable as exc:
+            raise ArtifactError(f"{name}: compressed with {compressor.name}: {exc}") from exc
     try:
         return version, compressor.decompress(payload)
     except compressor.errors as exc:

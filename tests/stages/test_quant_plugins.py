@@ -108,10 +108,13 @@ def test_without_the_registration_the_artifact_is_refused(swa_done, monkeypatch)
 
 
 @pytest.mark.parametrize(("key", "value", "why"), [
-    ("method", "gptq", "not a registered method (rtn)"),
-    ("compressor", "brotli", "not a registered compressor (zstd)"),
-    ("non_matrix_scheme", "int4", "not a registered storage scheme (int6, int8, fp16, fp32, raw, int5, int7)"),
-    ("schemes.attn", "int9", "not a registered storage scheme (int6, int8, fp16, fp32, raw, int5, int7)"),
+    ("method", "awq", "not a registered method (rtn, gptq)"),
+    ("compressor", "snappy", "not a registered compressor (zstd, lzma, brotli, lrzip, zstd-shuffle, lzma-shuffle, "
+                             "brotli-shuffle, pergroup-brotli, pergroup-lzma, pergroup-lrzip)"),
+    ("non_matrix_scheme", "int4", "not a registered storage scheme (int6, int8, fp16, fp32, raw, int5, int7, int8row)"),
+    ("schemes.attn", "int9", "not a registered storage scheme (int6, int8, fp16, fp32, raw, int5, int7, int8row)"),
+    ("control_matrix_scheme", "int3", "not a registered storage scheme (int6, int8, fp16, fp32, raw, int5, int7, "
+                                      "int8row)"),
 ])
 def test_unknown_names_are_refused_when_params_load(record_params, tmp_path, key, value, why):
     raw = record_params.to_dict()
