@@ -39,6 +39,8 @@ from torch import Tensor  # noqa: E402
 from pipeline.config import load_params  # noqa: E402
 from pipeline.quant.gptq import gptq_quantize  # noqa: E402
 from pipeline.quant.mixed import quantize_state_dict  # noqa: E402
+from pipeline.quant.rtn import RoundToNearest  # noqa: E402
+from pipeline.quant.schemes import get_scheme  # noqa: E402
 from tests.quant.gptq_inputs import BLOCK_SIZE, digest, state_and_hessians  # noqa: E402
 
 DEFAULT_MIRROR = Path("/work/.mirror/openai+parameter-golf/repo")
@@ -120,6 +122,12 @@ def main() -> int:
                                    ("lqer_b_scale", "lqBs")):
             same(f"{name} {ours_field} ({entry['lqer']})", entry[ours_field], result[f"{name}.{theirs}{suffix}"],
                  failures)
+    print("04-27 _quantize_gate_int8_row vs pgolf's int8row scheme (round to nearest):")
+    gate = state["blocks.0.attn.c_q.weight"][:8] * torch.linspace(0.0, 3.0, 8)[:, None]  # row 0 all zero
+    q_r, s_r = rec["_quantize_gate_int8_row"](gate)
+    entry = RoundToNearest().encode("blocks.0.attn_gate_w", gate, get_scheme("int8row"), None, {})
+    same("int8row codes", entry["data"], q_r, failures)
+    same("int8row scales", entry["scale"], s_r, failures)
     if failures:
         print(f"DIFFERENT: {', '.join(failures)}")
         return 1

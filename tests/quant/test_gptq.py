@@ -129,3 +129,16 @@ def test_lqer_artifact_round_trips_as_format_version_2(tmp_path, inputs, quant_c
         assert torch.equal(back[name], base + correction(out[name]))
         assert (state[name] - back[name]).norm() < (state[name] - base).norm()
     assert len(blob) > HEADER_BYTES
+
+
+def test_int8row_gate_scheme_equals_the_0427_record(inputs):
+    from pipeline.quant.rtn import RoundToNearest
+    from pipeline.quant.schemes import get_scheme
+
+    state, _ = inputs
+    gate = state["blocks.0.attn.c_q.weight"][:8] * torch.linspace(0.0, 3.0, 8)[:, None]  # row 0 all zero
+    entry = RoundToNearest().encode("blocks.0.attn_gate_w", gate, get_scheme("int8row"), None, {})
+    assert (digest(entry["data"]), digest(entry["scale"])) == (
+        "8c72c8ad45caaa856011f948cd3236d9400c30014580b56f3f3f2f7c5db4c433",
+        "9484037e7971b5b34f6d7aeb952d5b614585c27ebe5731d94cef47d83d0ff081")
+    assert int(entry["data"].abs().max()) == 127 and not entry["data"][0].any()
