@@ -74,6 +74,9 @@ def main() -> None:
     variants = {
         "RTN": q,
         "GPTQ (SD-clip)": dataclasses.replace(q, method="gptq"),
+        "GPTQ (Hessian-aware SD-clip, lambda 0.5)": dataclasses.replace(
+            q, method="gptq", gptq=dataclasses.replace(q.gptq, hessian_clip_lambda=0.5)),
+        "GPTQ (percentile search)": dataclasses.replace(q, method="gptq", gptq=dataclasses.replace(q.gptq, clip="search")),
         f"GPTQ + LQER (top {args.lqer_top_k}, rank {q.lqer.rank})": dataclasses.replace(
             q, method="gptq", lqer=dataclasses.replace(q.lqer, top_k=args.lqer_top_k)),
     }

@@ -75,8 +75,9 @@ def sd_step(W: Tensor, H: Tensor, qmax: int, clip_sigmas: float, hessian_lambda:
         col_importance = torch.diag(H).clamp_min(1e-8)
         col_importance = col_importance / col_importance.mean()
         row_importance = (W.abs() * col_importance.unsqueeze(0)).mean(dim=1)
-        row_importance = row_importance / row_importance.mean()
-        clip = clip * (1.0 + hessian_lambda * (row_importance - 1.0))
+        mean = row_importance.mean()
+        if mean > 0:  # an all-zero matrix (the record would divide 0 by 0): plain SD-clip
+            clip = clip * (1.0 + hessian_lambda * (row_importance / mean - 1.0))
     return (clip / qmax).clamp_min(1e-10).to(torch.float16)
 
 

@@ -142,3 +142,9 @@ def test_int8row_gate_scheme_equals_the_0427_record(inputs):
         "8c72c8ad45caaa856011f948cd3236d9400c30014580b56f3f3f2f7c5db4c433",
         "9484037e7971b5b34f6d7aeb952d5b614585c27ebe5731d94cef47d83d0ff081")
     assert int(entry["data"].abs().max()) == 127 and not entry["data"][0].any()
+
+
+def test_hessian_aware_sd_clip_of_an_all_zero_matrix_is_finite():
+    # The record divides 0 by 0 here (a zero-initialised table, e.g. an untrained bigram embedding).
+    q, s = gptq_quantize(torch.zeros(16, 32), torch.eye(32), 127, clip="sd", clip_sigmas=20.0, hessian_lambda=0.5)
+    assert not q.any() and torch.isfinite(s.float()).all()
