@@ -19,7 +19,7 @@ FROM pytorch/pytorch:2.9.1-cuda12.8-cudnn9-runtime
 # fallback for the commits `dvc exp run` makes under refs/exps; the checkout's
 # own .git/config (user.name, user.email) takes precedence.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends git gcc libc6-dev \
+    && apt-get install -y --no-install-recommends git gcc libc6-dev lrzip \
     && rm -rf /var/lib/apt/lists/* \
     && git config --system --add safe.directory '*' \
     && git config --system user.name "pgolf container" \
@@ -41,7 +41,7 @@ COPY stages ./stages
 # extra adds only the test tools), with torch pinned to the base image's CUDA
 # build so pip can never replace it.
 RUN python -c "import torch; print(f'torch=={torch.__version__}')" > /tmp/torch-constraint.txt \
-    && python -m pip install --constraint /tmp/torch-constraint.txt -e '.[dvc]' \
+    && python -m pip install --constraint /tmp/torch-constraint.txt -e '.[dvc,brotli]' \
     && python -c "import torch; assert torch.version.cuda, 'torch lost its CUDA build'" \
     && pgolf --help > /dev/null \
     && dvc --version

@@ -391,6 +391,85 @@ class QuantSchemes:
 
 
 @dataclass(frozen=True)
+class ClipSigmas:
+    """GPTQ's SD-clip multiple of each category's row std (`pipeline.quant.gptq`)."""
+
+    embed: float = doc("SD-clip multiple for embedding rows (the 04-27 record: 20.0).")
+    mlp: float = doc("SD-clip multiple for MLP matrices (the 04-27 record: 10.0).")
+    attn: float = doc("SD-clip multiple for attention matrices (the 04-27 record: 13.0).")
+    other: float = doc("SD-clip multiple for every other matrix, control gates included (the 04-27 record: 12.85).")
+
+    def validate(self, path: str) -> None:
+        for f in dataclasses.fields(self):
+            _check(getattr(self, f.name) > 0, f"{path}.{f.name}", getattr(self, f.name), "must be > 0")
+
+
+@dataclass(frozen=True)
+class GptqConfig:
+    """GPTQ rounding (`quant.method: gptq`) and its calibration (`pipeline.quant.gptq`, `calibration`)."""
+
+    calibration_batches: int = doc(
+        "Training batches whose activations build each layer's Hessian X^T X (the quantize stage reads the "
+        "train shards).")
+    calibration_batch_tokens: int = doc("Tokens per calibration batch (sequences of train.seq_len tokens).")
+    block_size: int = doc("Columns per GPTQ block (the records: 128).")
+    damp: float = doc("Added to H's diagonal, as a fraction of its mean (the records: 0.01).")
+    clip: Literal["sd", "search"] = doc(
+        "Row step: `sd` = clip_sigmas x row std / qmax (04-05), `search` = best of five |w| percentiles (03-25).")
+    clip_sigmas: ClipSigmas = doc("SD-clip multiple of each category's row std.")
+    hessian_clip_lambda: float = doc(
+        "Hessian-aware SD-clip (04-06): each row's clip scaled by 1 + lambda x (row importance - 1); 0 = off.")
+
+    def validate(self, path: str) -> None:
+        _check(self.calibration_batches >= 1, f"{path}.calibration_batches", self.calibration_batches,
+               "must be >= 1")
+        _check(self.calibration_batch_tokens >= 1, f"{path}.calibration_batch_tokens",
+               self.calibration_batch_tokens, "must be >= 1")
+        _check(self.block_size >= 1, f"{path}.block_size", self.block_size, "must be >= 1")
+        _check(self.damp > 0, f"{path}.damp", self.damp, "must be > 0")
+        _check(self.hessian_clip_lambda >= 0, f"{path}.hessian_clip_lambda", self.hessian_clip_lambda,
+               "must be >= 0")
+
+
+@dataclass(frozen=True)
+class LqerConfig:
+    """LQER: a low-rank int4 correction of the quantisation error of the worst tensors (`pipeline.quant.lqer`)."""
+
+    top_k: int = doc("Tensors corrected: the top_k integer-coded matrices by error norm (0 = off).")
+    rank: int = doc("Rank of the correction A @ B.")
+    asym: bool = doc(
+        "Asymmetric packing (the 04-27 record): A int2 with one scale, B int4 per group; off: both "
+        "int`factor_bits` per row.")
+    asym_group: int = doc(
+        "Group size of B's int4 scales in the asymmetric packing (B's size must be a multiple, else symmetric).")
+    factor_bits: int = doc("Bits of A's and B's codes in the symmetric packing.")
+
+    def validate(self, path: str) -> None:
+        _check(self.top_k >= 0, f"{path}.top_k", self.top_k, "must be >= 0")
+        _check(self.rank >= 1, f"{path}.rank", self.rank, "must be >= 1")
+        _check(self.asym_group >= 1, f"{path}.asym_group", self.asym_group, "must be >= 1")
+        _check(2 <= self.factor_bits <= 8, f"{path}.factor_bits", self.factor_bits, "must be in [2, 8]")
+
+
+@dataclass(frozen=True)
+class CodecConfig:
+    """Settings of the compressors other than zstd (`pipeline.quant.compressors`)."""
+
+    lzma_preset: int = doc("lzma preset (0-9; the 03-25 record: 9).")
+    brotli_quality: int = doc("brotli quality (0-11; the records: 11).")
+    brotli_window: int = doc("brotli window bits lgwin (10-24; brotli's default 22).")
+    shuffle_stride: int = doc("Byte-shuffle stride of the *-shuffle compressors (the 04-01 record: 2).")
+    similarity_sort: bool = doc(
+        "Per-group compressors: reorder rows of similar int8 matrices (greedy L1 chain), undone on load.")
+
+    def validate(self, path: str) -> None:
+        _check(0 <= self.lzma_preset <= 9, f"{path}.lzma_preset", self.lzma_preset, "must be in [0, 9]")
+        _check(0 <= self.brotli_quality <= 11, f"{path}.brotli_quality", self.brotli_quality, "must be in [0, 11]")
+        _check(10 <= self.brotli_window <= 24, f"{path}.brotli_window", self.brotli_window, "must be in [10, 24]")
+        _check(1 <= self.shuffle_stride <= 255, f"{path}.shuffle_stride", self.shuffle_stride, "must be in [1, 255]")
+
+
+@dataclass(frozen=True)
 class QuantConfig:
     """Mixed per-row quantisation and compressed packing (SPEC §4)."""
 
@@ -400,6 +479,9 @@ class QuantConfig:
     non_matrix_scheme: str = doc(
         "Storage scheme of large float tensors that are not 2-D (vectors, conv kernels), whatever their "
         "category.")
+    control_matrix_scheme: str = doc(
+        "Storage scheme of 2-D control tensors (gates, mixes) of any size; `fp32` = the size rule (fp16 when "
+        "small, else fp32); `int8row` = the 04-27 record's per-row int8 gates.")
     compressor: str = doc(
         "Payload compressor (`pipeline/quant/compressors.py`); the artifact header records it, so evaluate "
         "reads any registered one.")
@@ -410,6 +492,9 @@ class QuantConfig:
     zstd_level: int = doc("zstd compression level of the artifact.")
     cap_bytes: int = doc("Size cap: compressed model + code bytes (decimal bytes).")
     allow_oversize: bool = doc("Keep an artifact over the cap instead of failing.")
+    gptq: GptqConfig = doc("GPTQ rounding (`method: gptq`) and its calibration.")
+    lqer: LqerConfig = doc("LQER low-rank correction of the worst-quantised matrices.")
+    codec: CodecConfig = doc("Settings of the compressors other than zstd.")
 
     def validate(self, path: str) -> None:
         # Imported here: the registries import torch and zstandard, which loading params otherwise does not need.
@@ -418,10 +503,19 @@ class QuantConfig:
         from pipeline.quant.schemes import SCHEMES
 
         _check_scheme(self.non_matrix_scheme, f"{path}.non_matrix_scheme", SCHEMES)
+        _check_scheme(self.control_matrix_scheme, f"{path}.control_matrix_scheme", SCHEMES)
         _check(self.method in METHODS, f"{path}.method", self.method,
                f"not a registered method ({', '.join(METHODS)})")
         _check(self.compressor in COMPRESSORS, f"{path}.compressor", self.compressor,
                f"not a registered compressor ({', '.join(COMPRESSORS)})")
+        needs = COMPRESSORS[self.compressor].check_available
+        if needs is not None:
+            from pipeline.quant.codecs import CodecUnavailable
+
+            try:
+                needs()
+            except CodecUnavailable as exc:
+                _check(False, f"{path}.compressor", self.compressor, str(exc))
         _check(self.keep_float_max_numel >= 0, f"{path}.keep_float_max_numel", self.keep_float_max_numel,
                "must be >= 0")
         _check(0 < self.int8_clip_percentile <= 100, f"{path}.int8_clip_percentile", self.int8_clip_percentile,

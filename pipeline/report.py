@@ -166,3 +166,21 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
     if sig["note"]:
         verdict += f" {sig['note'].capitalize()}."
     return "\n".join(lines) + "\n\n" + verdict + "\n"
+
+
+CHALLENGE_TRAIN_SECONDS = 600.0  # the challenge's training budget; GPTQ calibration counts inside it
+
+
+def training_budget(per_seed: Mapping[int | str, Mapping[str, Any]],
+                    calibration_seconds: Mapping[str, float]) -> str:
+    """Markdown lines: each seed's training plus GPTQ calibration seconds (size.json) against the
+    challenge's 600 s; empty when no seed was calibrated (the record profile: RTN)."""
+    if not any(calibration_seconds.get(str(seed), 0.0) > 0 for seed in per_seed):
+        return ""
+    lines = [f"Training budget (train + GPTQ calibration, challenge cap {CHALLENGE_TRAIN_SECONDS:.0f} s):", ""]
+    for seed, m in per_seed.items():
+        train, calib = float(m.get("train_seconds", 0.0)), float(calibration_seconds.get(str(seed), 0.0))
+        total = train + calib
+        verdict = "within" if total <= CHALLENGE_TRAIN_SECONDS else "OVER"
+        lines.append(f"- seed {seed}: {train:.1f} s + {calib:.1f} s = {total:.1f} s ({verdict})")
+    return "\n".join(lines) + "\n"

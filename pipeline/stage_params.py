@@ -20,7 +20,7 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "train": ("model", "train", "swa.enabled", "swa.every", "swa.start_lrmul", "swa.max_snapshots"),
     "swa": ("swa.method", "swa.last_k", "swa.min_snapshots"),
     # model: the artifact records the model config, and the weights are checked against it.
-    "quantize": ("model", "quant"),
+    "quantize": ("model", "quant", "train.seq_len"),  # train.seq_len: GPTQ calibration rows
     "evaluate": ("eval", "model", "train.nproc_per_node"),
     "report": ("report", "seeds"),
 }

@@ -34,6 +34,7 @@ def quantize_command(
     from pipeline.layout import RunLayout, seed_dir
     from pipeline.locks import run_lock
     from pipeline.preflight import preflight
+    from pipeline.quant.categories import format_stats
     from pipeline.quant.packing import pack_run, write_packed
 
     check_seed(seed)
@@ -48,6 +49,11 @@ def quantize_command(
         write_packed(layout, packed, p.quant)
     report, stats = packed.size, packed.stats
     verdict = "within" if report.within_cap else "OVER"
+    calibration = (f"; GPTQ calibration {stats.calibration_batches} batches in {stats.calibration_seconds:.1f} s "
+                   f"(counts in the training budget)" if stats.calibration_batches else "")
+    typer.echo(f"seed {seed}: method {stats.method}, compressor {stats.compressor}{calibration}; per category:")
+    for line in format_stats(stats.categories):
+        typer.echo(line)
     typer.echo(
         f"seed {seed}: {report.model_bytes:,} model + {report.code_bytes:,} code (train_gpt.py) = "
         f"{report.total_bytes:,} bytes ({verdict} the {report.cap_bytes:,}-byte cap; {stats.counts}) -> {layout.artifact}"

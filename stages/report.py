@@ -34,7 +34,7 @@ def report_command(
     """
     from pipeline import atomic
     from pipeline.layout import MetricsLayout, RunLayout, seed_dir
-    from pipeline.report import render_markdown, summarize
+    from pipeline.report import render_markdown, summarize, training_budget
     from pipeline.preflight import preflight
     from pipeline.submission import export_inputs, load_seed_metrics
     from stages.export import force_hint, write_records
@@ -52,9 +52,27 @@ def report_command(
     per_seed = load_seed_metrics(metrics, list(p.seeds))
     summary = summarize(per_seed, p.report)
     table = render_markdown(summary)
+    budget = training_budget(per_seed, calibration_seconds(runs))
+    if budget:
+        summary["training_budget"] = budget
+        table += "\n" + budget
     atomic.write_json(metrics.summary, summary)
     atomic.write_text(metrics.summary_table, table)
     typer.echo(table)
     if export is not None:
         write_records(p, export, name, author, github_id, force=force)
         typer.echo(f"records folder -> {export}")
+
+
+def calibration_seconds(runs) -> dict[str, float]:
+    """GPTQ calibration seconds per seed, from size.json (`artifact.calibration_seconds`; 0 when absent)."""
+    import json
+
+    out: dict[str, float] = {}
+    for seed, run in runs.items():
+        try:
+            artifact = json.loads(run.size_report.read_text()).get("artifact", {})
+            out[seed] = float(artifact.get("calibration_seconds", 0.0))
+        except (OSError, ValueError, AttributeError, TypeError):
+            out[seed] = 0.0  # no readable size.json: evaluate already refused such a seed
+    return out

@@ -67,19 +67,20 @@ def test_base_image_is_cuda_pytorch_satisfying_pyproject():
     assert int(m.group(2)) >= 12
 
 
-def test_installs_the_project_with_the_dvc_extra_once():
+def test_installs_the_project_with_the_dvc_and_brotli_extras_once():
     installs = [args for args in pip_installs() if any(a.startswith(".") for a in args)]
     assert len(installs) == 1, pip_installs()
     args = installs[0]
     targets = [a for a in args if a.startswith(".")]
-    assert targets == [".[dvc]"], args
+    assert targets == [".[dvc,brotli]"], args  # brotli: the brotli compressors (docs/post-training.md)
     assert "-e" in args or "--editable" in args  # mounted sources are the ones that run
 
 
 def test_image_dependencies_are_ci_dependencies_minus_test_tools():
     extras = pyproject()["project"]["optional-dependencies"]
     assert "dvc" in extras
-    assert "pgolf[dvc]" in extras["test"], "CI's test extra must contain the image's dvc extra"
+    assert "dvc" in extras and "brotli" in extras
+    assert "pgolf[dvc,brotli]" in extras["test"], "CI's test extra must contain the image's dvc and brotli extras"
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert "pip install -q -e '.[test]'" in ci
 
@@ -112,6 +113,7 @@ def test_git_non_root_workdir_volume_and_default_command():
     ins = instructions()
     run = " ".join(rest for word, rest in ins if word == "RUN")
     assert re.search(r"apt-get install[^&]*\bgit\b", run)
+    assert re.search(r"apt-get install[^&]*\blrzip\b", run)  # the lrzip compressors (docs/post-training.md)
     users = [rest for word, rest in ins if word == "USER"]
     assert users and users[-1] not in ("root", "0")
     assert ("WORKDIR", "/workspace") in ins

@@ -16,11 +16,15 @@ artifact did before compressors were registered: those files read unchanged.
 The decompressed payload is a `torch.save` archive of plain data only, so it
 loads with ``torch.load(weights_only=True)`` and no code is ever unpickled::
 
-    {"format_version": int,
+    {"format_version": int,   # the header's
      "tensors": {name: {"scheme": a registered storage scheme (int6, int8, fp16, ...),
                         "dtype": "float32", "shape": [...],
-                        <the scheme's fields>: Tensor ("data"; "scale" for integer schemes)}},
+                        <the scheme's fields>: Tensor ("data"; "scale" for integer schemes),
+                        # version 2 only, on the LQER-corrected tensors (`pipeline.quant.lqer`):
+                        "lqer": "asym" | "sym", "lqer_a", "lqer_a_scale", "lqer_b", "lqer_b_scale": Tensor}},
      "meta": {...}}   # caller's metadata: str/int/float/bool/None/list/dict
+
+Version 1 artifacts (no LQER) are written exactly as before version 2 existed; this pgolf reads both.
 
 `pipeline.quant.schemes` defines the schemes.  Reading checks, in order: the
 magic, that the header is complete, the version, the compressor, the payload
@@ -38,7 +42,7 @@ import io
 import struct
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +52,20 @@ from torch import Tensor
 from pipeline import atomic
 from pipeline.config import QuantConfig
 from pipeline.errors import ArtifactError
+from pipeline.quant.categories import category_stats
+from pipeline.quant.codecs import CodecUnavailable
 from pipeline.quant.compressors import compressor_by_code, get_compressor
+from pipeline.quant.lqer import FIELDS as LQER_FIELDS
 from pipeline.quant.mixed import dequantize_state_dict, quantize_state_dict, scheme_counts
 from pipeline.quant.schemes import SCHEMES
 
 MAGIC_PREFIX = b"PGOLFQZ"
 MAGIC = MAGIC_PREFIX + bytes([get_compressor("zstd").code])  # a zstd artifact's first 8 bytes
-FORMAT_VERSION = 1
+# Format versions: 1 = every entry holds only its storage scheme's fields; 2 = entries may also hold an
+# LQER correction (`pipeline.quant.lqer`: "lqer" and its four tensors).  An artifact is written with the
+# lowest version that expresses it, so an artifact without corrections is byte for byte what version 1 wrote.
+BASE_VERSION = 1
+FORMAT_VERSION = 2  # the newest this pgolf writes and reads
 _HEADER = struct.Struct("<8sIQ32s")
 HEADER_BYTES = _HEADER.size  # 52
 
@@ -72,9 +83,19 @@ class ArtifactStats:
     compress_seconds: float
     method: str  # quant.method that rounded the integer schemes
     compressor: str  # quant.compressor, also recorded in the header
+    # Per tensor category: schemes and bits, tensors, weights, bytes before compression, relative
+    # reconstruction error, LQER-corrected tensors (`pipeline.quant.categories`).
+    categories: dict[str, dict[str, Any]] = field(default_factory=dict)
+    calibration_batches: int = 0  # GPTQ's calibration batches (0: the method needs none)
+    calibration_seconds: float = 0.0  # collecting the Hessians: counts in the challenge's training budget
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def artifact_version(tensors: Mapping[str, Mapping[str, Any]]) -> int:
+    """The lowest format version that holds these entries."""
+    return FORMAT_VERSION if any("lqer" in entry for entry in tensors.values()) else BASE_VERSION
 
 
 def _check_plain(value: Any, where: str) -> None:
@@ -106,24 +127,29 @@ def pack_artifact(
     compressor = get_compressor(cfg.compressor)
     t0 = time.perf_counter()
     tensors = quantize_state_dict(state_dict, cfg, inputs)
+    categories = category_stats(state_dict, tensors, dequantize_state_dict(tensors))
     buf = io.BytesIO()
-    torch.save({"format_version": FORMAT_VERSION, "tensors": tensors, "meta": meta}, buf)
+    version = artifact_version(tensors)
+    torch.save({"format_version": version, "tensors": tensors, "meta": meta}, buf)
     raw = buf.getvalue()
     t1 = time.perf_counter()
     payload = compressor.compress(raw, cfg)
     t2 = time.perf_counter()
     digest = hashlib.sha256(payload).digest()
-    blob = _HEADER.pack(MAGIC_PREFIX + bytes([compressor.code]), FORMAT_VERSION, len(payload), digest) + payload
+    blob = _HEADER.pack(MAGIC_PREFIX + bytes([compressor.code]), version, len(payload), digest) + payload
     stats = ArtifactStats(
         file_bytes=len(blob),
         payload_bytes=len(raw),
         sha256=digest.hex(),
-        format_version=FORMAT_VERSION,
+        format_version=version,
         counts=scheme_counts(tensors),
         quantize_seconds=t1 - t0,
         compress_seconds=t2 - t1,
         method=cfg.method,
         compressor=compressor.name,
+        categories=categories,
+        calibration_batches=int((inputs or {}).get("calibration", {}).get("batches", 0)),
+        calibration_seconds=float((inputs or {}).get("calibration", {}).get("seconds", 0.0)),
     )
     return blob, stats
 
@@ -138,17 +164,17 @@ def write_artifact(
     return stats
 
 
-def _unpack_payload(blob: bytes, name: str) -> bytes:
-    """Check the header and digest; return the decompressed torch.save archive."""
+def _unpack_payload(blob: bytes, name: str) -> tuple[int, bytes]:
+    """Check the header and digest; return (format version, the decompressed torch.save archive)."""
     head = blob[: len(MAGIC_PREFIX)]
     if head != MAGIC_PREFIX[: len(head)] or not head:
         raise ArtifactError(f"{name}: not a pgolf artifact (magic {head!r}, expected {MAGIC_PREFIX!r})")
     if len(blob) < HEADER_BYTES:
         raise ArtifactError(f"{name}: truncated: {len(blob)} bytes, shorter than the {HEADER_BYTES}-byte header")
     magic, version, length, digest = _HEADER.unpack_from(blob)
-    if version != FORMAT_VERSION:
+    if not BASE_VERSION <= version <= FORMAT_VERSION:
         raise ArtifactError(
-            f"{name}: artifact format version {version}; this pgolf reads version {FORMAT_VERSION}"
+            f"{name}: artifact format version {version}; this pgolf reads versions {BASE_VERSION} to {FORMAT_VERSION}"
         )
     compressor = compressor_by_code(magic[len(MAGIC_PREFIX)])
     if compressor is None:
@@ -161,16 +187,28 @@ def _unpack_payload(blob: bytes, name: str) -> bytes:
         raise ArtifactError(f"{name}: {len(payload) - length} unexpected bytes after the payload")
     if hashlib.sha256(payload).digest() != digest:
         raise ArtifactError(f"{name}: corrupt: payload sha256 does not match the header")
+    if compressor.check_available is not None:
+        try:
+            compressor.check_available()
+        except CodecUnavailable as exc:
+            raise ArtifactError(f"{name}: compressed with {compressor.name}: {exc}") from exc
     try:
-        return compressor.decompress(payload)
+        return version, compressor.decompress(payload)
     except compressor.errors as exc:
         raise ArtifactError(f"{name}: corrupt: {compressor.name} payload does not decompress: {exc}") from exc
 
 
-def _check_entry(name: str, key: str, entry: Any) -> None:
+def _check_entry(name: str, key: str, entry: Any, version: int) -> None:
     if not isinstance(entry, dict) or entry.get("scheme") not in SCHEMES:
         raise ArtifactError(f"{name}: tensor {key!r} has no valid quantisation scheme")
-    for field in SCHEMES[entry["scheme"]].fields:
+    fields = SCHEMES[entry["scheme"]].fields
+    if "lqer" in entry:
+        if version < 2:
+            raise ArtifactError(f"{name}: tensor {key!r} has an LQER correction, which format version {version} lacks")
+        if entry["lqer"] not in ("asym", "sym"):
+            raise ArtifactError(f"{name}: tensor {key!r} has an unknown LQER packing {entry['lqer']!r}")
+        fields = fields + LQER_FIELDS
+    for field in fields:
         if not isinstance(entry.get(field), Tensor):
             raise ArtifactError(f"{name}: tensor {key!r} ({entry['scheme']}) lacks its {field!r} tensor")
 
@@ -183,7 +221,7 @@ def read_artifact(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
         blob = path.read_bytes()
     except OSError as exc:
         raise ArtifactError(f"{name}: cannot read artifact: {exc.strerror or exc}") from exc
-    raw = _unpack_payload(blob, name)
+    version, raw = _unpack_payload(blob, name)
     try:
         obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError, RuntimeError from a damaged archive
@@ -192,10 +230,10 @@ def read_artifact(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
         raise ArtifactError(f"{name}: payload is not a plain-data torch archive: {describe_load_error(exc)}") from exc
     if not isinstance(obj, dict) or not isinstance(obj.get("tensors"), dict) or not isinstance(obj.get("meta"), dict):
         raise ArtifactError(f"{name}: payload lacks the 'tensors' and 'meta' mappings")
-    if obj.get("format_version") != FORMAT_VERSION:
+    if obj.get("format_version") != version:
         raise ArtifactError(f"{name}: payload format version {obj.get('format_version')!r} disagrees with the header")
     for key, entry in obj["tensors"].items():
-        _check_entry(name, key, entry)
+        _check_entry(name, key, entry, version)
     try:
         state_dict = dequantize_state_dict(obj["tensors"])
     except (ValueError, RuntimeError) as exc:

@@ -15,12 +15,18 @@ from typing import Any, Protocol
 
 from torch import Tensor
 
+from pipeline.quant.gptq import Gptq
 from pipeline.quant.registry import lookup, register
 from pipeline.quant.rtn import RoundToNearest
 
 # Inputs the quantize stage can build for a method, beyond the weights themselves:
-#   model  the configured GPT (`params.model`) holding the weights being packed, in eval mode on the CPU.
-KNOWN_INPUTS = ("model",)
+#   model     the configured GPT (`params.model`) holding the weights being packed, in eval mode on the CPU.
+#   hessians  {parameter name: mean X^T X of that layer's inputs} over quant.gptq.calibration_batches
+#             train batches (`pipeline.quant.calibration`).
+# And always, from `pipeline.quant.mixed`:
+#   category  the tensor's quantisation category (`pipeline.model.naming.quant_category`), so a method
+#             needs no import of the model package (prepare validates method names without it).
+KNOWN_INPUTS = ("model", "hessians")
 
 
 class QuantMethod(Protocol):
@@ -48,3 +54,4 @@ def get_method(name: str) -> QuantMethod:
 
 
 register_method(RoundToNearest())
+register_method(Gptq())

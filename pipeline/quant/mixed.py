@@ -6,13 +6,17 @@ from its name, dtype and size:
 - ``raw``   non-float tensors, stored unchanged;
 - ``fp16``  float tensors with at most ``keep_float_max_numel`` elements: too
             small for quantisation to pay for its scales;
-- ``fp32``  larger control tensors (category ``control`` in
-            `pipeline.model.naming.PARAM_RULES`: gains, mixes, gates), kept exact;
+- ``fp32``  larger control tensors (category ``control`` in `pipeline.model.naming.PARAM_RULES`: gains,
+            mixes, gates), kept exact; 2-D control tensors of any size take
+            ``quant.control_matrix_scheme`` instead when it is not fp32 (int8row:
+            the 04-27 record's per-row int8 gates);
 - 2-D weights: their category's scheme, ``quant.schemes.<category>`` (the
   record: int6 for mlp and attn, int8 for embed and other);
 - every other float tensor: ``quant.non_matrix_scheme`` (the record: int8).
 
-Integer schemes are rounded by the method ``quant.method`` (`pipeline.quant.methods`).
+Integer schemes are rounded by the method ``quant.method`` (`pipeline.quant.methods`);
+then LQER (`pipeline.quant.lqer`, ``quant.lqer.top_k`` > 0) may add a low-rank
+correction to the integer-coded matrices with the largest error.
 
 The size test comes first, as in the reference: a control tensor small enough
 to keep is stored fp16 like any other small tensor.  That order is what the
@@ -35,6 +39,7 @@ from torch import Tensor
 
 from pipeline.config import QuantConfig
 from pipeline.model.naming import quant_category
+from pipeline.quant.lqer import correction, select_and_correct
 from pipeline.quant.methods import get_method
 from pipeline.quant.schemes import SCHEMES, as_rows, get_scheme
 
@@ -51,6 +56,8 @@ def choose_scheme(name: str, tensor: Tensor, cfg: QuantConfig) -> str:
     if not tensor.is_floating_point():
         return "raw"
     category = tensor_category(name)
+    if category == "control" and tensor.ndim == 2 and cfg.control_matrix_scheme != "fp32":
+        return cfg.control_matrix_scheme  # before the size test, as the 04-27 record routes its gates
     if tensor.numel() <= cfg.keep_float_max_numel:
         return "fp16"
     if category == "control":
@@ -85,20 +92,30 @@ def quantize_tensor(name: str, tensor: Tensor, cfg: QuantConfig,
     if scheme.kept:
         entry.update(scheme.store(t))
     else:
-        entry.update(get_method(cfg.method).encode(name, as_rows(t), scheme, cfg, inputs or {}))
+        given = {**(inputs or {}), "category": tensor_category(name)}
+        entry.update(get_method(cfg.method).encode(name, as_rows(t), scheme, cfg, given))
     return entry
 
 
 def dequantize_tensor(entry: Mapping[str, Any]) -> Tensor:
-    """Inverse of `quantize_tensor`, in the original dtype and shape."""
+    """Inverse of `quantize_tensor`, in the original dtype and shape (LQER correction added in fp32)."""
     scheme = get_scheme(entry["scheme"])
-    return scheme.decode(entry, dtype_from_name(entry["dtype"]), tuple(entry["shape"]))
+    dtype, shape = dtype_from_name(entry["dtype"]), tuple(entry["shape"])
+    if "lqer" not in entry:
+        return scheme.decode(entry, dtype, shape)
+    base = scheme.decode(entry, torch.float32, shape)
+    return (base + correction(entry).reshape(shape)).to(dtype)
 
 
 def quantize_state_dict(state_dict: Mapping[str, Tensor], cfg: QuantConfig,
                         inputs: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
-    """Quantise every tensor; keeps the state dict's key order."""
-    return {name: quantize_tensor(name, tensor, cfg, inputs) for name, tensor in state_dict.items()}
+    """Quantise every tensor; keeps the state dict's key order; then the LQER corrections, if on."""
+    out = {name: quantize_tensor(name, tensor, cfg, inputs) for name, tensor in state_dict.items()}
+    if cfg.lqer.top_k > 0:
+        coded = {name: get_scheme(e["scheme"]).decode(e, torch.float32, tuple(e["shape"]))
+                 for name, e in out.items() if not get_scheme(e["scheme"]).kept and len(e["shape"]) == 2}
+        select_and_correct(state_dict, out, coded, cfg.lqer)
+    return out
 
 
 def dequantize_state_dict(quantized: Mapping[str, Mapping[str, Any]]) -> dict[str, Tensor]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from torch import Tensor
@@ -49,14 +50,29 @@ def pack_run(layout: RunLayout, params: Params, seed: int, code: bytes,
 
 
 def method_inputs(params: Params, state: Mapping[str, Tensor]) -> dict[str, Any]:
-    """What `quant.method` declares it needs (`pipeline.quant.methods.KNOWN_INPUTS`), built here."""
+    """What `quant.method` declares it needs (`pipeline.quant.methods.KNOWN_INPUTS`), built here.
+
+    ``hessians`` come with ``calibration``: {"batches", "seconds"} of collecting them, for size.json."""
     inputs: dict[str, Any] = {}
-    if "model" in get_method(params.quant.method).needs:
+    needs = get_method(params.quant.method).needs
+    if "model" in needs or "hessians" in needs:
         from pipeline.model import GPT
 
         model = GPT(params.model)
         model.load_state_dict(state)
-        inputs["model"] = model.eval()
+        model.eval()
+        if "model" in needs:
+            inputs["model"] = model
+        if "hessians" in needs:
+            from pipeline.data.layout import as_data_layout
+            from pipeline.quant.calibration import collect_hessians, train_batches
+
+            g = params.quant.gptq
+            files = as_data_layout(Path(params.data.out_dir)).train_files()
+            calib = collect_hessians(model, train_batches(files, params.model.vocab_size, g.calibration_batches,
+                                                          g.calibration_batch_tokens, params.train.seq_len))
+            inputs["hessians"] = calib.hessians
+            inputs["calibration"] = {"batches": calib.batches, "seconds": calib.seconds}
     return inputs
 
 

@@ -93,6 +93,20 @@ class ClippedRowScheme(RowMaxScheme):
         return clipped, (clip / self.qmax).clamp_min(1.0 / self.qmax)
 
 
+@dataclass(frozen=True)
+class SymmetricRowScheme(RowMaxScheme):
+    """Symmetric codes in [-qmax, qmax], step rowmax/qmax (floor 1e-10 on the max), no clipping:
+    int8row, the 04-27 record's per-row int8 for gates (`_quantize_gate_int8_row`)."""
+
+    @property
+    def qmin(self) -> int:
+        return -self.qmax
+
+    def grid(self, rows: Tensor, cfg: Any) -> tuple[Tensor, Tensor]:
+        row_max = rows.detach().float().abs().amax(dim=1).clamp_min(1e-10)
+        return rows.float(), (row_max / self.qmax).to(torch.float16).float()
+
+
 Scheme = KeptScheme | RowMaxScheme
 
 SCHEMES: dict[str, Scheme] = {}
@@ -114,3 +128,4 @@ register_scheme(KeptScheme("fp32", torch.float32))
 register_scheme(KeptScheme("raw", None))
 register_scheme(RowMaxScheme("int5", 5))
 register_scheme(RowMaxScheme("int7", 7))
+register_scheme(SymmetricRowScheme("int8row", 8))

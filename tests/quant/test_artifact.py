@@ -12,7 +12,7 @@ import zstandard
 
 from pipeline.errors import ArtifactError
 from pipeline.quant import artifact
-from pipeline.quant.artifact import FORMAT_VERSION, HEADER_BYTES, MAGIC, pack_artifact, read_artifact, write_artifact
+from pipeline.quant.artifact import BASE_VERSION, FORMAT_VERSION, HEADER_BYTES, MAGIC, pack_artifact, read_artifact, write_artifact
 from pipeline.quant.mixed import dequantize_state_dict, quantize_state_dict
 
 META = {"params_digest": "ab" * 32, "seed": 1337, "model": {"num_layers": 3, "dims": [256, 768]}, "note": None}
@@ -40,14 +40,14 @@ def test_round_trip_equals_dequantised(written, g3_state_dict, fast_quant_cfg):
         assert torch.equal(state_dict[name], expected[name]), name
     assert stats.file_bytes == path.stat().st_size
     assert (stats.counts["int6"], stats.counts["int8"], stats.counts["kept"]) == (6, 1, 29)
-    assert stats.format_version == FORMAT_VERSION
+    assert stats.format_version == BASE_VERSION  # no LQER corrections: written as version 1 always was
 
 
 def test_header_and_zstd_round_trip_byte_identical(written, g3_state_dict, fast_quant_cfg):
     path, stats = written
     blob = path.read_bytes()
     magic, version, length, digest = _header(blob)
-    assert (magic, version, length) == (MAGIC, FORMAT_VERSION, len(blob) - HEADER_BYTES)
+    assert (magic, version, length) == (MAGIC, BASE_VERSION, len(blob) - HEADER_BYTES)
     payload = blob[HEADER_BYTES:]
     assert hashlib.sha256(payload).hexdigest() == digest.hex() == stats.sha256
     raw = zstandard.ZstdDecompressor().decompress(payload)
@@ -62,7 +62,7 @@ def test_payload_is_plain_data_for_weights_only_load(written):
     path, _ = written
     raw = zstandard.ZstdDecompressor().decompress(path.read_bytes()[HEADER_BYTES:])
     obj = torch.load(io.BytesIO(raw), weights_only=True)
-    assert obj["format_version"] == FORMAT_VERSION
+    assert obj["format_version"] == BASE_VERSION
     assert obj["tensors"]["blocks.0.mlp.fc.weight"]["scheme"] == "int6"
 
 
@@ -121,7 +121,7 @@ def test_future_version_rejected(written):
     blob = bytearray(path.read_bytes())
     struct.pack_into("<I", blob, 8, FORMAT_VERSION + 1)
     path.write_bytes(bytes(blob))
-    _expect_error(path, f"version {FORMAT_VERSION + 1}", f"reads version {FORMAT_VERSION}")
+    _expect_error(path, f"version {FORMAT_VERSION + 1}", f"reads versions {BASE_VERSION} to {FORMAT_VERSION}")
 
 
 def test_missing_file(tmp_path):

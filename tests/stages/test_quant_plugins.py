@@ -108,10 +108,13 @@ def test_without_the_registration_the_artifact_is_refused(swa_done, monkeypatch)
 
 
 @pytest.mark.parametrize(("key", "value", "why"), [
-    ("method", "gptq", "not a registered method (rtn)"),
-    ("compressor", "brotli", "not a registered compressor (zstd)"),
-    ("non_matrix_scheme", "int4", "not a registered storage scheme (int6, int8, fp16, fp32, raw, int5, int7)"),
-    ("schemes.attn", "int9", "not a registered storage scheme (int6, int8, fp16, fp32, raw, int5, int7)"),
+    ("method", "awq", "not a registered method (rtn, gptq)"),
+    ("compressor", "snappy", "not a registered compressor (zstd, lzma, brotli, lrzip, zstd-shuffle, lzma-shuffle, "
+                             "brotli-shuffle, pergroup-brotli, pergroup-lzma, pergroup-lrzip)"),
+    ("non_matrix_scheme", "int4", "not a registered storage scheme (int6, int8, fp16, fp32, raw, int5, int7, int8row)"),
+    ("schemes.attn", "int9", "not a registered storage scheme (int6, int8, fp16, fp32, raw, int5, int7, int8row)"),
+    ("control_matrix_scheme", "int3", "not a registered storage scheme (int6, int8, fp16, fp32, raw, int5, int7, "
+                                      "int8row)"),
 ])
 def test_unknown_names_are_refused_when_params_load(record_params, tmp_path, key, value, why):
     raw = record_params.to_dict()
@@ -125,3 +128,42 @@ def test_unknown_names_are_refused_when_params_load(record_params, tmp_path, key
     result = invoke("quantize", "--seed", "1", "--params", str(path))
     assert result.exit_code == 1
     assert result.stderr == f"pgolf: error: {path}: quant.{key}: {why} (got {value!r})\n"
+
+
+def test_gptq_lqer_and_per_group_brotli_through_quantize_and_evaluate(swa_done, monkeypatch):
+    """The frontier's post-training on the tiny seed: GPTQ calibrated on train batches, LQER on the two worst
+    matrices, per-row int8 gates, per-group brotli; quantize reports each category and evaluate reads it."""
+    root, p = swa_done
+    monkeypatch.chdir(root)
+    run = RunLayout(seed_dir(Path("runs"), SEED))
+    frontier = dataclasses.replace(
+        p.quant, method="gptq", compressor="pergroup-brotli", control_matrix_scheme="int8row",
+        schemes=dataclasses.replace(p.quant.schemes, embed="int7", mlp="int5"),
+        gptq=dataclasses.replace(p.quant.gptq, calibration_batches=2, calibration_batch_tokens=256),
+        lqer=dataclasses.replace(p.quant.lqer, top_k=2),
+        codec=dataclasses.replace(p.quant.codec, brotli_quality=5))
+    write_params(dataclasses.replace(p, quant=frontier), root / "frontier.yaml")
+    result = invoke("quantize", "--seed", str(SEED), "--params", "frontier.yaml")
+    assert result.exit_code == 0, result.output
+    assert "method gptq, compressor pergroup-brotli; GPTQ calibration 2 batches in" in result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines() if line.startswith("  ")}
+    assert set(lines) == {"embed", "mlp", "attn", "other", "control"}, result.output
+    assert "int8row (8 bits)" in lines["control"]  # the gates, per-row int8 (quant.control_matrix_scheme)
+    assert "int5 (5 bits)" in lines["mlp"] and "relative error" in lines["mlp"] and "LQER on" in result.output
+    size = json.loads(run.size_report.read_text())["artifact"]
+    assert (size["method"], size["compressor"], size["format_version"]) == ("gptq", "pergroup-brotli", 2)
+    assert size["calibration_batches"] == 2 and size["calibration_seconds"] > 0
+    cats = size["categories"]
+    assert cats["embed"]["schemes"] == {"int7": 7} and cats["mlp"]["schemes"] == {"int5": 5}
+    assert sum(c["lqer_tensors"] for c in cats.values()) == 2
+    assert all(0 < c["rel_error"] < 0.5 for name, c in cats.items() if name != "other")
+    assert cats["other"]["rel_error"] == 0  # bigram.proj is small enough to stay fp16
+    state, _ = read_artifact(run.artifact)
+    averaged = torch.load(run.averaged, weights_only=True)
+    assert state.keys() == averaged.keys()
+    gates = [k for k in averaged if "resid_mix" in k]
+    assert gates and all(not torch.equal(state[k], averaged[k]) for k in gates)  # int8row, not kept exact
+    result = invoke("evaluate", "--seed", str(SEED), "--params", "params.yaml")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((root / MetricsLayout().seed(SEED)).read_text())
+    assert math.isfinite(metrics["int6_standard_bpb"])
