@@ -52,6 +52,29 @@ class TokenizerConfig:
     # Which documents train the tokenizer: "all" = from document 0, validation
     # included (the challenge's exporter); "train" = the training split only.
     train_from: Literal["all", "train"]
+    # An exporter tokenizer spec by name or dataset suffix (sp1024, sp4096, sp8192, ...;
+    # pipeline/data/tokenizer_specs.py); vocab_size must agree with it ("" = none).
+    spec: str = ""
+    # An exporter-format specs JSON to look `spec` up in ("" = the built-in specs).
+    specs_file: str = ""
+
+
+@dataclass(frozen=True)
+class EncodingConfig:
+    """How documents become tokens and how their bytes are counted (pipeline/data/caseops.py)."""
+
+    # Text transform before tokenisation: identity, or caseops (lossless_caps_caseops_v1).
+    transform: Literal["identity", "caseops"] = "identity"
+    # Write fineweb_val_bytes_NNNNNN.bin (each validation token's original UTF-8 bytes);
+    # evaluation then counts bytes from it. caseops requires it.
+    byte_sidecar: bool = False
+    # Leading/trailing whitespace SentencePiece strips: "record" = uncounted, as the CaseOps
+    # record's prepare_caseops_data.py; "original" = charged to the first/last token.
+    sidecar_whitespace: Literal["record", "original"] = "record"
+    # Prepare checks that validation is the first val_docs documents (the challenge's
+    # 50,000 for fineweb) and that no training document has a validation one's content
+    # (pipeline/data/split_check.py).
+    check_split: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,6 +99,8 @@ class DataConfig:
     max_docs: int
     shard_tokens: int
     tokenizer: TokenizerConfig
+    # Text transform and byte sidecar (defaults: identity, none: the record's data).
+    encoding: EncodingConfig = EncodingConfig()
 
 
 @dataclass(frozen=True)
@@ -413,6 +438,16 @@ def validate(p: Params) -> None:
     _check(t.vocab_size <= 65_536, "data.tokenizer.vocab_size", t.vocab_size, "must fit uint16 (<= 65536)")
     _check(0 < t.character_coverage <= 1, "data.tokenizer.character_coverage", t.character_coverage, "must be in (0, 1]")
     _check(t.train_docs >= 0, "data.tokenizer.train_docs", t.train_docs, "must be >= 0")
+    if t.spec and not t.specs_file:  # a specs file is read by prepare, not at load time
+        from pipeline.data.tokenizer_specs import check_spec, resolve_spec
+        from pipeline.errors import DataError
+
+        try:
+            check_spec(resolve_spec(t.spec), t.vocab_size, t.train_docs)
+        except DataError as exc:
+            raise ConfigError(str(exc)) from None
+    _check(d.encoding.transform != "caseops" or d.encoding.byte_sidecar, "data.encoding.byte_sidecar",
+           d.encoding.byte_sidecar, "must be true with data.encoding.transform=caseops (bpb needs original bytes)")
 
     m = p.model
     _check(m.vocab_size == t.vocab_size, "model.vocab_size", m.vocab_size,

@@ -20,6 +20,7 @@ from pipeline.errors import ArtifactError, PgolfError
 from pipeline.layout import RunLayout
 from pipeline.quant.artifact import read_artifact
 from pipeline.data.layout import DataLayout, as_data_layout
+from pipeline.data.byte_sidecar import load_sidecar
 from pipeline.data.loader import load_validation_tokens
 from pipeline.data.tokenizer import load_tokenizer
 from pipeline.evaluate.bytes import build_byte_luts
@@ -38,6 +39,8 @@ class Evaluator:
         sp = load_tokenizer(data.tokenizer, model_cfg.vocab_size)
         self.luts = build_byte_luts(sp, model_cfg.vocab_size)
         self.tokens = load_validation_tokens(data.val_files(), model_cfg.vocab_size)
+        # Each validation token's original bytes, when prepare wrote them (CaseOps, data.encoding).
+        self.sidecar = load_sidecar(data.shards_dir, len(self.tokens))
         self.model_cfg = model_cfg
         self.cfg = eval_cfg
         self.rt = rt
@@ -65,7 +68,7 @@ class Evaluator:
         self.rt.synchronize()
         t0 = time.perf_counter()
         with bar:
-            sums = fn(model, self.tokens, self.luts, self.cfg, self.rt, progress=advance)
+            sums = fn(model, self.tokens, self.luts, self.cfg, self.rt, progress=advance, sidecar=self.sidecar)
         self.rt.synchronize()
         return sums, time.perf_counter() - t0
 
