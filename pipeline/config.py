@@ -243,6 +243,75 @@ class QuantConfig:
 
 
 @dataclass(frozen=True)
+class ScoreFirstTttConfig:
+    """Score-first TTT (2026-03-23 record): score a chunk of the stream, then SGD on it."""
+
+    # Validation tokens per chunk: scored with sliding windows, then trained on.
+    chunk_tokens: int = 32768
+    # SGD learning rate (cosine over the chunks) and momentum.
+    lr: float = 0.002
+    momentum: float = 0.9
+    # Passes over each scored chunk.
+    epochs: int = 3
+    # Sequences of eval.seq_len per SGD step.
+    batch_seqs: int = 32
+    # Gradient-norm clip (0 = none).
+    grad_clip: float = 1.0
+    # The first N blocks stay frozen.
+    freeze_blocks: int = 2
+
+
+@dataclass(frozen=True)
+class PhasedTttConfig:
+    """Phased TTT (1.0611 record): per-document LoRA, scored chunk by chunk, plus global SGD phases."""
+
+    # Targets per chunk of a document: scored, then the document's LoRA trains on them.
+    chunk_size: int = 48
+    # Documents adapted together (one LoRA slice each); batches are formed by length.
+    batch_docs: int = 64
+    # LoRA rank, alpha (update scaled by alpha/rank) and which extra projections get one.
+    lora_rank: int = 96
+    lora_alpha: float = 144.0
+    k_lora: bool = True
+    mlp_lora: bool = True
+    o_lora: bool = True
+    # Keep A across per-batch resets (only B is zeroed).
+    warm_start_a: bool = True
+    # LoRA optimiser: adam (AdamW) or sgd; its lr, betas (beta1 = SGD momentum), weight decay.
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lora_lr: float = 0.0001
+    beta1: float = 0.0
+    beta2: float = 0.999
+    weight_decay: float = 1.0
+    # Optimiser steps per chunk.
+    grad_steps: int = 1
+    # Documents scored before the global phases end (0 = no global SGD) and how many phases.
+    prefix_docs: int = 2000
+    num_phases: int = 1
+    # Global SGD on the already-scored documents at each phase boundary.
+    global_lr: float = 0.001
+    global_momentum: float = 0.9
+    global_epochs: int = 1
+    global_chunk_tokens: int = 32768
+    global_batch_seqs: int = 32
+    global_warmup_start_lr: float = 0.0
+    global_warmup_chunks: int = 0
+    global_grad_clip: float = 1.0
+
+
+@dataclass(frozen=True)
+class TttConfig:
+    """Legal test-time training during evaluation (pipeline/evaluate/ttt.py)."""
+
+    # off | score_first | phased.
+    mode: Literal["off", "score_first", "phased"] = "off"
+    # Evaluation seconds allowed (the track's 600); the seconds spent are recorded and checked.
+    budget_seconds: float = 600.0
+    score_first: ScoreFirstTttConfig = ScoreFirstTttConfig()
+    phased: PhasedTttConfig = PhasedTttConfig()
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     """Standard and sliding-window bits-per-byte (SPEC §5)."""
 
@@ -253,6 +322,8 @@ class EvalConfig:
     # "truncated": the stream cut to a multiple of seq_len targets, as the
     # reference scores it; "full": every target.
     stream: Literal["truncated", "full"]
+    # Test-time training (off in the record profile).
+    ttt: TttConfig = TttConfig()
 
 
 @dataclass(frozen=True)
@@ -534,6 +605,18 @@ def validate(p: Params) -> None:
     _check(1 <= e.stride <= e.seq_len, "eval.stride", e.stride, f"must be in [1, eval.seq_len={e.seq_len}]")
     _check(e.batch_seqs >= 1, "eval.batch_seqs", e.batch_seqs, "must be >= 1")
     _check(e.max_tokens >= 0, "eval.max_tokens", e.max_tokens, "must be >= 0")
+    tt = e.ttt
+    _check(tt.budget_seconds > 0, "eval.ttt.budget_seconds", tt.budget_seconds, "must be > 0")
+    sf, ph = tt.score_first, tt.phased
+    _check(sf.chunk_tokens >= e.seq_len, "eval.ttt.score_first.chunk_tokens", sf.chunk_tokens,
+           f"must be >= eval.seq_len={e.seq_len}")
+    _check(sf.epochs >= 0 and sf.batch_seqs >= 1, "eval.ttt.score_first", f"epochs={sf.epochs} batch_seqs={sf.batch_seqs}",
+           "needs epochs >= 0 and batch_seqs >= 1")
+    _check(1 <= ph.chunk_size <= e.seq_len, "eval.ttt.phased.chunk_size", ph.chunk_size,
+           f"must be in [1, eval.seq_len={e.seq_len}]")
+    for key in ("batch_docs", "lora_rank", "grad_steps", "num_phases", "global_batch_seqs", "global_chunk_tokens"):
+        _check(getattr(ph, key) >= 1, f"eval.ttt.phased.{key}", getattr(ph, key), "must be >= 1")
+    _check(ph.prefix_docs >= 0, "eval.ttt.phased.prefix_docs", ph.prefix_docs, "must be >= 0")
 
     r = p.report
     _check(r.baseline_bpb > 0, "report.baseline_bpb", r.baseline_bpb, "must be > 0")
