@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -87,3 +88,31 @@ def test_a_sidecar_that_does_not_match_the_shards_is_refused(caseops_data, tmp_p
     with pytest.raises(DataError, match="byte sidecar holds .* counts for 5 validation tokens"):
         load_sidecar(layout.shards_dir, 5)
     assert load_sidecar(tmp_path, len(val)) is None
+
+
+def test_evaluator_runs_score_first_ttt_on_the_gpt_with_the_sidecar(caseops_data, record_params):
+    from pipeline.config import ScoreFirstTttConfig, TttConfig
+    from pipeline.errors import PgolfError
+    from pipeline.model import GPT
+
+    _, summary, _ = caseops_data
+    rt = Runtime(torch.device("cpu"), "gloo", None)
+    ttt_cfg = TttConfig(mode="score_first", budget_seconds=600.0,
+                        score_first=ScoreFirstTttConfig(chunk_tokens=512, lr=0.01, epochs=1, batch_seqs=4))
+    ecfg = dataclasses.replace(record_params.eval, seq_len=64, stride=32, batch_seqs=8, max_tokens=1024,
+                               stream="full", ttt=ttt_cfg)
+    model_cfg = tiny_model_config(vocab_size=SMALL_VOCAB)
+    ev = Evaluator(model_cfg, ecfg, DataLayout(summary.out_dir), rt)
+    torch.manual_seed(0)
+    state = GPT(model_cfg).state_dict()
+    figures = ev.test_time_training(state)
+    sliding, _ = ev.sliding(ev.model_from_state(state))
+    assert figures["ttt_tokens"] == sliding.tokens == 1024
+    assert figures["ttt_within_budget"] is True and 0 < figures["ttt_seconds"] < 600
+    assert figures["ttt_bpb"] != sliding.bpb  # trained on the scored chunk before scoring the next
+    # same targets, so the same bytes (the sidecar's) as the sliding pass: bytes = loss x tokens / (bpb ln 2)
+    ttt_bytes = figures["ttt_loss"] * figures["ttt_tokens"] / (figures["ttt_bpb"] * math.log(2))
+    assert ttt_bytes == pytest.approx(sliding.bytes, rel=1e-9) and sliding.bytes == int(ev.sidecar[1:1025].sum())
+    phased = dataclasses.replace(ecfg, ttt=dataclasses.replace(ttt_cfg, mode="phased"))
+    with pytest.raises(PgolfError, match="eval.ttt.mode=phased needs a model with per-document LoRA adapters"):
+        Evaluator(model_cfg, phased, DataLayout(summary.out_dir), rt).test_time_training(state)
