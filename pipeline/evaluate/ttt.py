@@ -60,6 +60,7 @@ class ScoreLedger:
     def __init__(self, num_tokens: int) -> None:
         self.scored = np.zeros(num_tokens, dtype=np.int32)
         self.trained = np.zeros(num_tokens, dtype=np.bool_)
+        self.scored_elsewhere = np.zeros(num_tokens, dtype=np.bool_)  # by another rank (phased: gathered lists)
 
     def score(self, positions: np.ndarray) -> None:
         positions = np.asarray(positions, dtype=np.int64)
@@ -74,10 +75,15 @@ class ScoreLedger:
             raise TttOrderError(f"target {first} is scored after an update that trained on it")
         self.scored[positions] += 1
 
+    def scored_by_another_rank(self, positions: np.ndarray) -> None:
+        """Targets another rank reports as scored (training on them is then legal here)."""
+        self.scored_elsewhere[np.asarray(positions, dtype=np.int64)] = True
+
     def train(self, positions: np.ndarray) -> None:
         positions = np.asarray(positions, dtype=np.int64)
-        if positions.size and not self.scored[positions].all():
-            first = int(positions[self.scored[positions] == 0][0])
+        seen = (self.scored[positions] > 0) | self.scored_elsewhere[positions]
+        if positions.size and not seen.all():
+            first = int(positions[~seen][0])
             raise TttOrderError(f"an update trains on target {first} before it is scored")
         self.trained[positions] = True
 
@@ -403,6 +409,39 @@ def phased_ttt(
     reusable_opt = _lora_optimizer(reusable, cfg)
     scored_docs: list[tuple[int, int, int, int]] = []
     global_done = prefix_limit == 0
+
+    def run_phase() -> None:
+        """Global SGD on the first scored documents, then fresh adapters (all ranks together)."""
+        nonlocal phase, global_done, reusable, reusable_opt
+        if rt.distributed:
+            dist.barrier()
+            gathered: list[Any] = [None] * rt.world_size
+            dist.all_gather_object(gathered, scored_docs)
+            if ledger is not None:
+                for other, rank_docs in enumerate(gathered):
+                    for _, _, start, length in (rank_docs if other != rt.rank else ()):
+                        ledger.scored_by_another_rank(np.arange(start + 1, start + length))
+        else:
+            gathered = [scored_docs]
+        chosen = _global_documents(gathered, boundaries[phase], docs)
+        pieces = [tokens[start:start + length] for _, _, start, length in chosen]
+        stream = torch.cat(pieces) if pieces else tokens[:0]
+        if ledger is not None:
+            for _, _, start, length in chosen:
+                ledger.train(np.arange(start + 1, start + length))
+        _global_sgd(model, stream, cfg, seq_len, rt)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        reusable = model.ttt_adapters(cfg.batch_docs, cfg).to(device)
+        reusable_opt = _lora_optimizer(reusable, cfg)
+        phase += 1
+        if phase >= cfg.num_phases:
+            global_done = True
+        else:
+            coord.clear_flag()
+        if rt.distributed:
+            dist.barrier()
+
     try:
         while True:
             queue_index = coord.claim()
@@ -425,34 +464,21 @@ def phased_ttt(
             scored_docs.extend((batch_index, pos, start, length) for pos, (start, length) in enumerate(batch))
             if coord.add_prefix(len(entries)) >= boundaries[phase]:
                 coord.raise_flag()
-            if not coord.flagged():
-                continue
-            if rt.distributed:
-                dist.barrier()
-                gathered: list[Any] = [None] * rt.world_size
-                dist.all_gather_object(gathered, scored_docs)
-            else:
-                gathered = [scored_docs]
-            chosen = _global_documents(gathered, boundaries[phase], docs)
-            pieces = [tokens[start:start + length] for _, _, start, length in chosen]
-            stream = torch.cat(pieces) if pieces else tokens[:0]
-            if ledger is not None:
-                for _, _, start, length in chosen:
-                    ledger.train(np.arange(start + 1, start + length))
-            _global_sgd(model, stream, cfg, seq_len, rt)
-            for p in model.parameters():
-                p.requires_grad_(False)
-            reusable = model.ttt_adapters(cfg.batch_docs, cfg).to(device)
-            reusable_opt = _lora_optimizer(reusable, cfg)
-            phase += 1
-            if phase >= cfg.num_phases:
-                global_done = True
-            else:
-                coord.clear_flag()
-            if rt.distributed:
-                dist.barrier()
-    finally:
+            if coord.flagged():
+                run_phase()
+        if rt.distributed:
+            # A rank out of batches still takes part in the phases the others run (their
+            # barriers and gathers are collective); the record's loop would leave them waiting.
+            while not global_done:
+                if coord.add_prefix(0) >= boundaries[phase]:
+                    coord.raise_flag()
+                if coord.flagged():
+                    run_phase()
+                else:
+                    time.sleep(0.01)
+            dist.barrier()  # every rank is past its last claim before the files go
         coord.close()
+    finally:
         for p in model.parameters():
             p.requires_grad_(True)
         model.eval()

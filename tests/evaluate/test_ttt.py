@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -94,3 +95,37 @@ def test_seconds_are_recorded_against_the_budget():
     over = timed(lambda: run_pgolf("no_global"), 1e-6, rt)
     figures = over.figures("ttt")
     assert figures["ttt_within_budget"] is False and figures["ttt_budget_seconds"] == 1e-6
+
+
+def _phased_rank(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    try:
+        model, tokens, luts, _, cfg, seq_len, seed = case_inputs("three_phases")
+        torch.manual_seed(seed + rank)
+        rt = Runtime(torch.device("cpu"), "gloo", None, rank=rank, world_size=world_size)
+        ledger = ScoreLedger(tokens.numel())
+        sums = ttt.phased_ttt(model, tokens, luts, cfg, seq_len, rt, ledger=ledger, workdir=Path(out_dir))
+        np.save(Path(out_dir) / f"scored{rank}.npy", ledger.scored)
+        np.save(Path(out_dir) / f"sums{rank}.npy", np.array([sums.tokens, sums.bytes]))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_ranks_share_the_documents_and_score_each_target_once(tmp_path):
+    """Ranks claim document batches from the shared counter; together they score every target once."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_phased_rank, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    tokens = case_inputs("three_phases")[1]
+    scored = [np.load(tmp_path / f"scored{r}.npy") for r in range(2)]
+    assert all(s.sum() > 0 for s in scored)  # both ranks did work
+    combined = scored[0] + scored[1]
+    assert (combined[1:] == 1).all() and combined[0] == 0
+    totals = [np.load(tmp_path / f"sums{r}.npy") for r in range(2)]
+    assert totals[0].tolist() == totals[1].tolist()  # all-reduced
+    assert totals[0][0] == tokens.numel() - 1
+    assert totals[0][1] == run_pgolf("three_phases").bytes
