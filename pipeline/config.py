@@ -509,14 +509,6 @@ def validate(p: Params) -> None:
     _check(t.vocab_size <= 65_536, "data.tokenizer.vocab_size", t.vocab_size, "must fit uint16 (<= 65536)")
     _check(0 < t.character_coverage <= 1, "data.tokenizer.character_coverage", t.character_coverage, "must be in (0, 1]")
     _check(t.train_docs >= 0, "data.tokenizer.train_docs", t.train_docs, "must be >= 0")
-    if t.spec and not t.specs_file:  # a specs file is read by prepare, not at load time
-        from pipeline.data.tokenizer_specs import check_spec, resolve_spec
-        from pipeline.errors import DataError
-
-        try:
-            check_spec(resolve_spec(t.spec), t.vocab_size, t.train_docs)
-        except DataError as exc:
-            raise ConfigError(str(exc)) from None
     _check(d.encoding.transform != "caseops" or d.encoding.byte_sidecar, "data.encoding.byte_sidecar",
            d.encoding.byte_sidecar, "must be true with data.encoding.transform=caseops (bpb needs original bytes)")
 

@@ -18,32 +18,18 @@ the original bytes they cover, so a document's counts sum to its UTF-8 length.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 import sentencepiece as spm
 
 from pipeline.data import caseops
-from pipeline.data.shards import HEADER_BYTES, MAGIC, VERSION, read_header, shard_paths
+from pipeline.data.shards import HEADER_BYTES, MAGIC, VERSION
+from pipeline.data.sidecar_files import SIDECAR_DTYPE, sidecar_name
 from pipeline.errors import DataError
 
-SIDECAR_DTYPE = np.dtype("<u2")
 WORD_BOUNDARY = "\u2581"
 _MAX_COUNT = int(np.iinfo(SIDECAR_DTYPE).max)
-
-
-def sidecar_name(index: int) -> str:
-    return f"fineweb_val_bytes_{index:06d}.bin"
-
-
-def sidecar_paths(directory: str | Path) -> list[Path]:
-    """The sidecar files in `directory`, in name order (empty when there are none)."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        return []
-    pattern = re.compile(r"fineweb_val_bytes_\d{6}\.bin")
-    return sorted(p for p in directory.iterdir() if pattern.fullmatch(p.name))
 
 
 def encode_with_bytes(
@@ -140,28 +126,3 @@ class SidecarWriter:
             f.write(data.tobytes())
         self._paths.append(path)
         self._buffer, self._buffered = [], 0
-
-
-def load_sidecar(directory: str | Path, expected_tokens: int) -> np.ndarray | None:
-    """The validation byte counts of a shards directory, or None when it has no sidecar.
-
-    A sidecar whose files do not pair one for one with the validation shards, or
-    whose total differs from the shards' token count, is an error naming the file.
-    """
-    paths = sidecar_paths(directory)
-    if not paths:
-        return None
-    shards = shard_paths(directory, "val")
-    if len(paths) != len(shards):
-        raise DataError(f"{directory}: {len(paths)} byte sidecar file(s) for {len(shards)} validation shard(s)")
-    parts = []
-    for sidecar, shard in zip(paths, shards):
-        count = read_header(sidecar)
-        if count != read_header(shard):
-            raise DataError(f"{sidecar}: holds {count} counts but {shard.name} holds {read_header(shard)} tokens")
-        parts.append(np.fromfile(sidecar, dtype=SIDECAR_DTYPE, offset=HEADER_BYTES, count=count))
-    counts = np.concatenate(parts)
-    if counts.size != expected_tokens:
-        raise DataError(f"{directory}: the byte sidecar holds {counts.size} counts for {expected_tokens} "
-                        "validation tokens")
-    return counts

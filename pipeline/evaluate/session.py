@@ -21,7 +21,7 @@ from pipeline.errors import ArtifactError, PgolfError
 from pipeline.layout import RunLayout
 from pipeline.quant.artifact import read_artifact
 from pipeline.data.layout import DataLayout, as_data_layout
-from pipeline.data.byte_sidecar import load_sidecar
+from pipeline.data.sidecar_files import load_sidecar
 from pipeline.data.loader import load_validation_tokens
 from pipeline.data.tokenizer import load_tokenizer
 from pipeline.evaluate.bytes import build_byte_luts

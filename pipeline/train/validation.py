@@ -11,7 +11,7 @@ from pathlib import Path
 from torch import nn
 
 from pipeline.config import EvalConfig, Params
-from pipeline.data.byte_sidecar import load_sidecar
+from pipeline.data.sidecar_files import load_sidecar
 from pipeline.data.layout import DataLayout, as_data_layout
 from pipeline.data.loader import load_validation_tokens
 from pipeline.data.tokenizer import load_tokenizer

@@ -12,7 +12,7 @@ import torch
 
 from pipeline.config import EncodingConfig
 from pipeline.data import caseops
-from pipeline.data.byte_sidecar import load_sidecar, sidecar_paths
+from pipeline.data.sidecar_files import load_sidecar, sidecar_paths
 from pipeline.data.layout import DataLayout
 from pipeline.data.loader import load_validation_tokens
 from pipeline.data.prepare import prepare

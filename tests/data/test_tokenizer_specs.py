@@ -46,17 +46,14 @@ def test_unknown_spec_and_missing_file_are_one_line_errors(tmp_path):
         resolve_spec("sp1024", str(tmp_path / "nope.json"))
 
 
-def test_params_must_agree_with_the_spec():
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["data"]["tokenizer"]["spec"] = "sp1024"
-    assert params_from_dict(raw).data.tokenizer.spec == "sp1024"
-    raw["data"]["tokenizer"]["spec"] = "sp8192"
-    with pytest.raises(ConfigError, match="spec 'sp8192' has vocab_size 8192 but data.tokenizer.vocab_size is 1024"):
-        params_from_dict(raw)
-    for key in ("vocab_size",):
-        raw["data"]["tokenizer"][key] = 8192
-    raw["model"]["vocab_size"] = 8192
-    assert params_from_dict(raw).model.vocab_size == 8192
+def test_prepare_insists_the_params_agree_with_the_spec(tmp_path):
+    from pipeline.data.prepare import prepare
+    from tests.data.helpers import data_config
+
+    cfg = data_config(source="embedded", out_dir=str(tmp_path / "out"), tokenizer={"spec": "sp8192"})
+    with pytest.raises(DataError, match="spec 'sp8192' has vocab_size 8192 but data.tokenizer.vocab_size is 1024"):
+        prepare(cfg)
+    assert not (tmp_path / "out").exists()
 
 
 def test_caseops_needs_the_sidecar():
