@@ -39,10 +39,11 @@ class ConfigError(PgolfError, ValueError):
     """A parameter is unknown, of the wrong type, or inconsistent with another."""
 
 
-def doc(text: str) -> Any:
+def doc(text: str, default: Any = dataclasses.MISSING) -> Any:
     """Declare a parameter with its one-line description (README.md's parameter table is generated
-    from these by scripts/params-table; tests/test_params_table.py fails on a field without one)."""
-    return dataclasses.field(metadata={"doc": text})
+    from these by scripts/params-table; tests/test_params_table.py fails on a field without one).
+    A `default` lets code build the group without it (profiles still set every key)."""
+    return dataclasses.field(default=default, metadata={"doc": text})
 
 
 def field_doc(f: dataclasses.Field) -> str:
@@ -71,6 +72,10 @@ class TokenizerConfig:
         "Documents the tokenizer is trained on: `all` from document 0, validation included (the challenge's "
         "exporter), or `train` (the training split only). Cleaned first (NUL → space, strip, empty dropped); "
         "`train_docs` counts raw documents from where it starts.")
+    spec: str = doc(
+        "An exporter tokenizer spec by name or dataset suffix (sp1024, sp4096, sp8192, ...; "
+        "`pipeline/data/tokenizer_specs.py`); `vocab_size` must agree with it (`''` = none).", "")
+    specs_file: str = doc("An exporter-format specs JSON to look `spec` up in (`''` = the built-in specs).", "")
 
     def validate(self, path: str) -> None:
         _check(self.vocab_size >= 8, f"{path}.vocab_size", self.vocab_size, "must be >= 8")
@@ -144,6 +149,27 @@ class DataSources:
 
 
 @dataclass(frozen=True)
+class EncodingConfig:
+    """How documents become tokens and how their bytes are counted (pipeline/data/caseops.py)."""
+
+    transform: Literal["identity", "caseops"] = doc(
+        "Text transform before tokenisation: `identity`, or `caseops` (lossless_caps_caseops_v1).", "identity")
+    byte_sidecar: bool = doc(
+        "Write fineweb_val_bytes_NNNNNN.bin (each validation token's original UTF-8 bytes); evaluation then "
+        "counts bytes from it. `caseops` requires it.", False)
+    sidecar_whitespace: Literal["record", "original"] = doc(
+        "Leading/trailing whitespace SentencePiece strips: `record` = uncounted, as the CaseOps record's "
+        "prepare_caseops_data.py; `original` = charged to the first/last token.", "record")
+    check_split: bool = doc(
+        "Prepare checks that validation is the first val_docs documents (the challenge's 50,000 for fineweb) "
+        "and that no training document has a validation one's content (`pipeline/data/split_check.py`).", False)
+
+    def validate(self, path: str) -> None:
+        _check(self.transform != "caseops" or self.byte_sidecar, f"{path}.byte_sidecar", self.byte_sidecar,
+               f"must be true with {path}.transform=caseops (bpb needs original bytes)")
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Where the corpus comes from and how it is split and sharded (SPEC §1)."""
 
@@ -158,6 +184,7 @@ class DataConfig:
     max_docs: int = doc("Read at most N documents (0 = all).")
     shard_tokens: int = doc("Tokens per shard file written.")
     tokenizer: TokenizerConfig = doc("The tokenizer.")
+    encoding: EncodingConfig = doc("Text transform and byte sidecar (the record: identity, none).", EncodingConfig())
 
     def validate(self, path: str) -> None:
         _check(self.val_docs >= 1, f"{path}.val_docs", self.val_docs, "must be >= 1")
@@ -525,6 +552,74 @@ class QuantConfig:
 
 
 @dataclass(frozen=True)
+class ScoreFirstTttConfig:
+    """Score-first TTT (2026-03-23 record): score a chunk of the stream, then SGD on it."""
+
+    chunk_tokens: int = doc("Validation tokens per chunk: scored with sliding windows, then trained on.", 32768)
+    lr: float = doc("SGD learning rate (cosine over the chunks).", 0.002)
+    momentum: float = doc("SGD momentum.", 0.9)
+    epochs: int = doc("Passes over each scored chunk.", 3)
+    batch_seqs: int = doc("Sequences of eval.seq_len per SGD step.", 32)
+    grad_clip: float = doc("Gradient-norm clip (0 = none).", 1.0)
+    freeze_blocks: int = doc("The first N blocks stay frozen.", 2)
+
+    def validate(self, path: str) -> None:
+        _check(self.epochs >= 0 and self.batch_seqs >= 1, path, f"epochs={self.epochs} batch_seqs={self.batch_seqs}",
+               "needs epochs >= 0 and batch_seqs >= 1")
+
+
+@dataclass(frozen=True)
+class PhasedTttConfig:
+    """Phased TTT (1.0611 record): per-document LoRA, scored chunk by chunk, plus global SGD phases."""
+
+    chunk_size: int = doc("Targets per chunk of a document: scored, then the document's LoRA trains on them.", 48)
+    batch_docs: int = doc("Documents adapted together (one LoRA slice each); batches are formed by length.", 64)
+    lora_rank: int = doc("LoRA rank.", 96)
+    lora_alpha: float = doc("LoRA alpha: the update is scaled by alpha/rank.", 144.0)
+    k_lora: bool = doc("A LoRA on the key projection too.", True)
+    mlp_lora: bool = doc("A LoRA on the MLP too.", True)
+    o_lora: bool = doc("A LoRA on the attention output projection too.", True)
+    warm_start_a: bool = doc("Keep A across per-batch resets (only B is zeroed).", True)
+    optimizer: Literal["adam", "sgd"] = doc("LoRA optimiser: `adam` (AdamW) or `sgd`.", "adam")
+    lora_lr: float = doc("LoRA optimiser learning rate.", 0.0001)
+    beta1: float = doc("LoRA AdamW beta1 (SGD: momentum).", 0.0)
+    beta2: float = doc("LoRA AdamW beta2.", 0.999)
+    weight_decay: float = doc("LoRA optimiser weight decay.", 1.0)
+    grad_steps: int = doc("Optimiser steps per chunk.", 1)
+    prefix_docs: int = doc("Documents scored before the global phases end (0 = no global SGD).", 2000)
+    num_phases: int = doc("Global SGD phases over those documents.", 1)
+    global_lr: float = doc("Global SGD learning rate on the already-scored documents at each phase boundary.", 0.001)
+    global_momentum: float = doc("Global SGD momentum.", 0.9)
+    global_epochs: int = doc("Global SGD passes per phase.", 1)
+    global_chunk_tokens: int = doc("Tokens per global SGD chunk.", 32768)
+    global_batch_seqs: int = doc("Sequences per global SGD step.", 32)
+    global_warmup_start_lr: float = doc("Global SGD warm-up start learning rate.", 0.0)
+    global_warmup_chunks: int = doc("Global SGD warm-up chunks (0 = none).", 0)
+    global_grad_clip: float = doc("Global SGD gradient-norm clip.", 1.0)
+
+    def validate(self, path: str) -> None:
+        for key in ("batch_docs", "lora_rank", "grad_steps", "num_phases", "global_batch_seqs", "global_chunk_tokens"):
+            _check(getattr(self, key) >= 1, f"{path}.{key}", getattr(self, key), "must be >= 1")
+        _check(self.prefix_docs >= 0, f"{path}.prefix_docs", self.prefix_docs, "must be >= 0")
+
+
+@dataclass(frozen=True)
+class TttConfig:
+    """Legal test-time training during evaluation (pipeline/evaluate/ttt.py)."""
+
+    mode: Literal["off", "score_first", "phased"] = doc(
+        "Test-time training: `off`, `score_first` (SGD on each chunk after scoring it) or `phased` "
+        "(per-document LoRA, the 1.0611 record).", "off")
+    budget_seconds: float = doc("Evaluation seconds allowed (the track's 600); the seconds spent are recorded "
+                                "and checked.", 600.0)
+    score_first: ScoreFirstTttConfig = doc("Score-first TTT.", ScoreFirstTttConfig())
+    phased: PhasedTttConfig = doc("Phased TTT.", PhasedTttConfig())
+
+    def validate(self, path: str) -> None:
+        _check(self.budget_seconds > 0, f"{path}.budget_seconds", self.budget_seconds, "must be > 0")
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     """Standard and sliding-window bits-per-byte (SPEC §5)."""
 
@@ -536,6 +631,7 @@ class EvalConfig:
         "`truncated`: the validation stream is cut to a multiple of `eval.seq_len` targets before any "
         "evaluation, the sliding window included, as the reference scores it (62,021,632 targets); `full`: "
         "every target is scored.")
+    ttt: TttConfig = doc("Test-time training (off in the record profile).", TttConfig())
 
     def validate(self, path: str) -> None:
         _check(self.seq_len >= 1, f"{path}.seq_len", self.seq_len, "must be >= 1")
@@ -543,6 +639,10 @@ class EvalConfig:
                f"must be in [1, {path}.seq_len={self.seq_len}]")
         _check(self.batch_seqs >= 1, f"{path}.batch_seqs", self.batch_seqs, "must be >= 1")
         _check(self.max_tokens >= 0, f"{path}.max_tokens", self.max_tokens, "must be >= 0")
+        _check(self.ttt.score_first.chunk_tokens >= self.seq_len, f"{path}.ttt.score_first.chunk_tokens",
+               self.ttt.score_first.chunk_tokens, f"must be >= {path}.seq_len={self.seq_len}")
+        _check(1 <= self.ttt.phased.chunk_size <= self.seq_len, f"{path}.ttt.phased.chunk_size",
+               self.ttt.phased.chunk_size, f"must be in [1, {path}.seq_len={self.seq_len}]")
 
 
 @dataclass(frozen=True)

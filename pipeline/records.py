@@ -99,6 +99,9 @@ class SeedMetrics:
     code_bytes: int
     total_bytes: int
     seed: int | None = None
+    # eval.ttt's figures (ttt_loss, ttt_bpb, ttt_tokens, ttt_seconds, ttt_budget_seconds, ttt_within_budget);
+    # None when eval.ttt.mode is off.
+    ttt: dict[str, Any] | None = None
     eval: dict[str, Any] | None = None  # the eval params it was scored with
     provenance: dict[str, Any] | None = None
 
@@ -117,6 +120,8 @@ class SeedMetrics:
         out: dict[str, Any] = {} if self.seed is None else {"seed": self.seed}
         for name in PASSES:
             out.update(getattr(self, name).to_dict(name))
+        if self.ttt is not None:
+            out.update(self.ttt)
         for name in ("steps", "train_seconds", "mean_step_ms", "model_bytes", "code_bytes", "total_bytes"):
             out[name] = getattr(self, name)
         if self.eval is not None:

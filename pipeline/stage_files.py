@@ -215,7 +215,11 @@ def read_seed_metrics(path: Path, seed: int) -> SeedMetrics:
     numbers = {key: _field(metrics, key, _NUMBER, path) for key in ("train_seconds", "mean_step_ms")}
     extra = {key: _field(metrics, key, (dict,), path) for key in ("eval", "provenance") if key in metrics}
     seed_field = _field(metrics, "seed", (int,), path) if "seed" in metrics else None
-    return SeedMetrics(**passes, **ints, **numbers, seed=seed_field, **extra)
+    ttt = {key: value for key, value in metrics.items() if key.startswith("ttt_")} or None
+    if ttt is not None:
+        for key in ("ttt_loss", "ttt_bpb", "ttt_seconds"):
+            _field(metrics, key, _NUMBER, path)
+    return SeedMetrics(**passes, **ints, **numbers, seed=seed_field, ttt=ttt, **extra)
 
 
 def write_train_summary(path: Path, summary: TrainSummary) -> None:

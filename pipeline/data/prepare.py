@@ -29,19 +29,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import sentencepiece as spm
 from tqdm import tqdm
 
 from pipeline.atomic import atomic_dir
-from pipeline.config import DataConfig
-from pipeline.data.encode import available_cpus, encode_documents
+from pipeline.config import DataConfig, EncodingConfig
+from pipeline.data import caseops
+from pipeline.data.byte_sidecar import SidecarWriter, document_bytes, encode_with_bytes, lut_counts_spaces
+from pipeline.data.encode import EncodedBatch, available_cpus, encode_documents
 from pipeline.data.hub import HfHub, Hub, link_or_copy
 from pipeline.data.layout import DataLayout
 from pipeline.data.manifest import file_sha256, shard_records, split_record
 from pipeline.data.shards import ShardWriter
 from pipeline.data.source_registry import source_for
+from pipeline.data.split_check import CHALLENGE_VAL_DOCS, SplitGuard
 from pipeline.data.sources import CorpusHash, ReadyShards, TextSource, clean_documents
 from pipeline.data.tokenizer import check_vocab_size, load_tokenizer, train_tokenizer, trainer_settings
+from pipeline.data.tokenizer_specs import check_spec, resolve_spec
 from pipeline.errors import DataError
 
 MANIFEST_FORMAT = 1
@@ -74,6 +79,9 @@ def prepare(cfg: DataConfig, *, hub: Hub | None = None, progress: bool = False) 
     """Run the whole stage into ``cfg.out_dir``; raise DataError (leaving no output) on bad input."""
     seconds: dict[str, float] = {}
     start = time.perf_counter()
+    if cfg.tokenizer.spec:
+        check_spec(resolve_spec(cfg.tokenizer.spec, cfg.tokenizer.specs_file), cfg.tokenizer.vocab_size,
+                   cfg.tokenizer.train_docs)
     hub = hub or HfHub()
     with atomic_dir(cfg.out_dir, kind="data") as tmp:
         _give_default_permissions(tmp)
@@ -135,14 +143,23 @@ def _from_text(
     t0 = time.perf_counter()
     processor, tokenizer_info = _tokenizer_for(cfg, source, layout)
     seconds["tokenizer"] = time.perf_counter() - t0
+    if not cfg.encoding.byte_sidecar and not lut_counts_spaces(processor):
+        raise DataError(f"tokenizer {tokenizer_info.get('model_path') or 'trained here'} has no standalone '▁' "
+                        "piece: the byte tables would count some spaces as 3 bytes; "
+                        "set data.encoding.byte_sidecar: true")
 
     t0 = time.perf_counter()
     corpus = CorpusHash()
     docs = corpus.watch(_documents(source, cfg))
+    guard = None
+    if cfg.encoding.check_split:
+        guard = SplitGuard(cfg.val_docs, CHALLENGE_VAL_DOCS if cfg.source == "fineweb" else None)
+    extras: dict[str, Any] = {}
     bar = tqdm(desc="encode", unit=" docs", disable=not progress, dynamic_ncols=True, mininterval=0.5)
     with bar:
-        val_paths, val_docs = _encode_split(itertools.islice(docs, cfg.val_docs), processor, layout, "val", cfg, bar)
-        train_paths, train_docs = _encode_split(docs, processor, layout, "train", cfg, bar)
+        val_paths, val_docs = _encode_split(itertools.islice(docs, cfg.val_docs), processor, layout, "val", cfg, bar,
+                                            guard, extras)
+        train_paths, train_docs = _encode_split(docs, processor, layout, "train", cfg, bar, guard, extras)
     seconds["encode"] = time.perf_counter() - t0
     _check_split_sizes(cfg, source, val_docs + train_docs, train_docs)
 
@@ -150,6 +167,10 @@ def _from_text(
     manifest = _manifest(cfg, layout, source.describe(), tokenizer_info, processor, val_paths, train_paths)
     manifest["corpus"] = {"documents": corpus.documents, "bytes": corpus.bytes, "sha256": corpus.hexdigest()}
     manifest["split_rule"] = {"val_docs": cfg.val_docs, "max_docs": cfg.max_docs, "shard_tokens": cfg.shard_tokens}
+    if cfg.encoding != EncodingConfig():  # the record's data keeps its manifest unchanged
+        manifest["encoding"] = {"transform": cfg.encoding.transform, **extras}
+        if guard is not None:
+            manifest["split_check"] = guard.summary()
     for name, count in (("val", val_docs), ("train", train_docs)):
         if manifest["splits"][name]["documents"] != count:  # a BOS inside a document would break the count
             raise DataError(f"{name} shards hold {manifest['splits'][name]['documents']} BOS tokens "
@@ -170,13 +191,17 @@ def _tokenizer_for(
 
     seen = _Counted(_documents(source, cfg))
     training = _Counted(tokenizer_training_text(seen, cfg))
+    symbols: tuple[str, ...] = ()
+    if cfg.encoding.transform == "caseops":  # trained on the transformed text, operators as pieces
+        training = _Counted(map(caseops.encode, training))
+        symbols = caseops.OPERATORS
     first = next(training, None)
     if first is None:
         if tcfg.train_from == "train" or seen.count == 0:
             _check_split_sizes(cfg, source, seen.count, max(seen.count - cfg.val_docs, 0))
         raise DataError(f"the {source.describe()['kind']} corpus has no document with text "
                         f"to train the tokenizer on in {_where(source)}")
-    model = train_tokenizer(itertools.chain([first], training), tcfg)
+    model = train_tokenizer(itertools.chain([first], training), tcfg, symbols)
     if tcfg.train_from == "all" and not tcfg.train_docs:  # the whole corpus went past: its size is known
         _check_split_sizes(cfg, source, seen.count, max(seen.count - cfg.val_docs, 0))
     layout.tokenizer.write_bytes(model)
@@ -184,17 +209,28 @@ def _tokenizer_for(
     check_vocab_size(processor, f"trained on {training.count} documents", tcfg.vocab_size,
                      "data.tokenizer.vocab_size")
     info = {"origin": "trained", "train_docs": training.count, "train_from": tcfg.train_from,
-            "settings": trainer_settings(tcfg)}
+            "settings": trainer_settings(tcfg, symbols)}
     return processor, info
 
 
 def _encode_split(
     texts: Iterable[str], processor: spm.SentencePieceProcessor, layout: DataLayout, split: str,
-    cfg: DataConfig, bar: tqdm,
+    cfg: DataConfig, bar: tqdm, guard: SplitGuard | None, extras: dict[str, Any],
 ) -> tuple[list[Path], int]:
+    """Encode one split into shards; the validation split also gets its byte sidecar if asked."""
+    if guard is not None:
+        texts = _watched(texts, guard, split)
+    sidecar = split == "val" and cfg.encoding.byte_sidecar
+    if sidecar:
+        batches = _encode_with_sidecar(texts, processor, cfg, SidecarWriter(layout.shards_dir, cfg.shard_tokens),
+                                       extras)
+    else:
+        if cfg.encoding.transform == "caseops":
+            texts = map(caseops.encode, texts)
+        batches = encode_documents(texts, processor)
     documents = 0
     with ShardWriter(layout.shards_dir, split, cfg.shard_tokens) as writer:
-        for batch in encode_documents(texts, processor):
+        for batch in batches:
             writer.write(batch.tokens)
             documents += batch.documents
             bar.update(batch.documents)
@@ -273,3 +309,37 @@ def _manifest(
         "sentencepiece_version": spm.__version__,
         "splits": splits,
     }
+
+
+def _watched(texts: Iterable[str], guard: SplitGuard, split: str) -> Iterator[str]:
+    for text in texts:
+        guard.see(text, split)
+        yield text
+
+
+def _encode_with_sidecar(
+    texts: Iterable[str], processor: spm.SentencePieceProcessor, cfg: DataConfig, sidecar: SidecarWriter,
+    extras: dict[str, Any],
+) -> Iterator[EncodedBatch]:
+    """One document at a time: its ids and each token's original bytes, from the same pieces.
+
+    A document whose counts (plus the whitespace SentencePiece strips, when
+    ``sidecar_whitespace`` is ``record``) do not add up to its UTF-8 length
+    stops the stage: the sidecar is the proof that bpb divides by the original bytes.
+    """
+    bos = int(processor.bos_id())
+    total = skipped = 0
+    for index, text in enumerate(texts):
+        ids, counts, uncounted = encode_with_bytes(processor, text, cfg.encoding.transform,
+                                                   cfg.encoding.sidecar_whitespace)
+        expected = document_bytes(text)
+        if sum(counts) + uncounted != expected:
+            raise DataError(f"validation document {index}: its tokens stand for {sum(counts)} bytes "
+                            f"(+{uncounted} stripped whitespace) but its UTF-8 text has {expected}")
+        sidecar.write(counts)
+        total += sum(counts)
+        skipped += uncounted
+        yield EncodedBatch(documents=1, tokens=np.asarray([bos] + ids, dtype=np.int64))
+    paths = sidecar.close()
+    extras["byte_sidecar"] = {"files": [{"file": p.name, "sha256": file_sha256(p)} for p in paths],
+                              "bytes": total, "uncounted_whitespace_bytes": skipped}

@@ -25,8 +25,12 @@ TRAINING_THREADS = 16
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
 
 
-def trainer_settings(cfg: TokenizerConfig) -> dict[str, Any]:
-    """SentencePieceTrainer arguments for SPEC's tokenizer (recorded in the manifest)."""
+def trainer_settings(cfg: TokenizerConfig, symbols: tuple[str, ...] = ()) -> dict[str, Any]:
+    """SentencePieceTrainer arguments for SPEC's tokenizer (recorded in the manifest).
+
+    `symbols` become pieces of their own (``user_defined_symbols``): CaseOps's operators.
+    """
+    extra: dict[str, Any] = {"user_defined_symbols": list(symbols)} if symbols else {}
     return {
         "model_type": "bpe",
         "vocab_size": cfg.vocab_size,
@@ -41,10 +45,11 @@ def trainer_settings(cfg: TokenizerConfig) -> dict[str, Any]:
         "unk_id": UNK_ID,
         "hard_vocab_limit": cfg.hard_vocab_limit,
         "num_threads": TRAINING_THREADS,
+        **extra,
     }
 
 
-def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig) -> bytes:
+def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig, symbols: tuple[str, ...] = ()) -> bytes:
     """Train on `texts` (already cleaned) and return the serialized ``.model``.
 
     An exception raised while producing `texts` (a malformed input line, say)
@@ -54,7 +59,7 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig) -> bytes:
     sink = io.BytesIO()
     try:
         spm.SentencePieceTrainer.train(
-            sentence_iterator=guarded, model_writer=sink, minloglevel=2, **trainer_settings(cfg)
+            sentence_iterator=guarded, model_writer=sink, minloglevel=2, **trainer_settings(cfg, symbols)
         )
     except RuntimeError as exc:
         if guarded.error is not None:

@@ -102,11 +102,14 @@ def score_windows(
     rank: int | None = None,
     world_size: int | None = None,
     progress: Progress | None = None,
+    sidecar: Tensor | None = None,
 ) -> EvalSums:
     """Sums over this rank's share of `plan` (no communication).
 
     `rank`/`world_size` default to the runtime's; passing them lets one process
-    play every rank (tests, or splitting work by hand).
+    play every rank (tests, or splitting work by hand).  `sidecar`, parallel to
+    `tokens`, gives each token's original bytes (the prepare stage's byte
+    sidecar); without it bytes come from `luts`.
     """
     rank = rt.rank if rank is None else rank
     world_size = rt.world_size if world_size is None else world_size
@@ -118,6 +121,8 @@ def score_windows(
     first_token = int(plan.starts[lo]) if hi > lo else 0
     end_token = int(plan.starts[hi - 1]) + plan.length + 1 if hi > lo else 0
     tokens = tokens[first_token:end_token].to(device)
+    if sidecar is not None:
+        sidecar = sidecar[first_token:end_token].to(device=device, dtype=torch.int64)
     starts = torch.from_numpy(plan.starts[lo:hi]).to(device) - first_token
     score_from = torch.from_numpy(plan.score_from[lo:hi]).to(device)
     offsets = torch.arange(plan.length + 1, device=device)
@@ -140,7 +145,11 @@ def score_windows(
                 # Masks by torch.where, not boolean indexing: no host sync per batch.
                 loss_sum += torch.where(scored, losses.to(torch.float64), 0.0).sum()
                 token_count += scored.sum()
-                byte_count += torch.where(scored, token_bytes(inputs, targets, luts), 0).sum(dtype=torch.int64)
+                if sidecar is None:
+                    nbytes = token_bytes(inputs, targets, luts)
+                else:
+                    nbytes = sidecar[starts[first - lo:last - lo, None] + offsets[1:]]
+                byte_count += torch.where(scored, nbytes, 0).sum(dtype=torch.int64)
                 if progress is not None:
                     progress(last - lo, hi - lo)
     finally:
@@ -172,12 +181,14 @@ def truncate_to_windows(stream: Tensor, seq_len: int) -> Tensor:
 
 
 def _evaluate(plan_fn, model: Any, tokens: Tensor | np.ndarray, luts: ByteLuts, cfg: EvalConfig, rt: Runtime,
-              progress: Progress | None) -> EvalSums:
+              progress: Progress | None, sidecar: Tensor | np.ndarray | None) -> EvalSums:
     stream = as_token_stream(tokens, cfg.max_tokens)
     if cfg.stream == "truncated":
         stream = truncate_to_windows(stream, cfg.seq_len)
     plan = plan_fn(stream.numel() - 1)
-    sums = score_windows(model, stream, plan, luts, rt, cfg.batch_seqs, progress=progress)
+    if sidecar is not None:
+        sidecar = as_token_stream(sidecar)[: stream.numel()]
+    sums = score_windows(model, stream, plan, luts, rt, cfg.batch_seqs, progress=progress, sidecar=sidecar)
     return all_reduce_sums(sums, rt)
 
 
@@ -188,9 +199,10 @@ def evaluate_standard(
     cfg: EvalConfig,
     rt: Runtime,
     progress: Progress | None = None,
+    sidecar: Tensor | np.ndarray | None = None,
 ) -> EvalSums:
     """Loss and bpb over non-overlapping windows of `cfg.seq_len` (all ranks' total)."""
-    return _evaluate(lambda n: plan_standard(n, cfg.seq_len), model, tokens, luts, cfg, rt, progress)
+    return _evaluate(lambda n: plan_standard(n, cfg.seq_len), model, tokens, luts, cfg, rt, progress, sidecar)
 
 
 def evaluate_sliding_window(
@@ -200,6 +212,8 @@ def evaluate_sliding_window(
     cfg: EvalConfig,
     rt: Runtime,
     progress: Progress | None = None,
+    sidecar: Tensor | np.ndarray | None = None,
 ) -> EvalSums:
     """Loss and bpb with sliding windows (`cfg.seq_len`, `cfg.stride`): every target once."""
-    return _evaluate(lambda n: plan_sliding(n, cfg.seq_len, cfg.stride), model, tokens, luts, cfg, rt, progress)
+    return _evaluate(lambda n: plan_sliding(n, cfg.seq_len, cfg.stride), model, tokens, luts, cfg, rt, progress,
+                     sidecar)

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -20,10 +21,18 @@ from pipeline.errors import ArtifactError, PgolfError
 from pipeline.layout import RunLayout
 from pipeline.quant.artifact import read_artifact
 from pipeline.data.layout import DataLayout, as_data_layout
+from pipeline.data.sidecar_files import load_sidecar
 from pipeline.data.loader import load_validation_tokens
 from pipeline.data.tokenizer import load_tokenizer
 from pipeline.evaluate.bytes import build_byte_luts
-from pipeline.evaluate.scoring import EvalSums, evaluate_sliding_window, evaluate_standard
+from pipeline.evaluate.scoring import (
+    EvalSums,
+    as_token_stream,
+    evaluate_sliding_window,
+    evaluate_standard,
+    truncate_to_windows,
+)
+from pipeline.evaluate.ttt import ScoreLedger, phased_ttt, score_first_ttt, timed
 from pipeline.model import GPT
 from pipeline.progress import progress_bar
 from pipeline.records import Figures, SeedMetrics
@@ -39,6 +48,8 @@ class Evaluator:
         sp = load_tokenizer(data.tokenizer, model_cfg.vocab_size)
         self.luts = build_byte_luts(sp, model_cfg.vocab_size)
         self.tokens = load_validation_tokens(data.val_files(), model_cfg.vocab_size)
+        # Each validation token's original bytes, when prepare wrote them (CaseOps, data.encoding).
+        self.sidecar = load_sidecar(data.shards_dir, len(self.tokens))
         self.model_cfg = model_cfg
         self.cfg = eval_cfg
         self.rt = rt
@@ -66,7 +77,7 @@ class Evaluator:
         self.rt.synchronize()
         t0 = time.perf_counter()
         with bar:
-            sums = fn(model, self.tokens, self.luts, self.cfg, self.rt, progress=advance)
+            sums = fn(model, self.tokens, self.luts, self.cfg, self.rt, progress=advance, sidecar=self.sidecar)
         self.rt.synchronize()
         return sums, time.perf_counter() - t0
 
@@ -77,6 +88,40 @@ class Evaluator:
     def sliding(self, model: nn.Module) -> tuple[EvalSums, float]:
         """Sliding windows (eval.stride), every target scored once: (sums, seconds)."""
         return self._timed(evaluate_sliding_window, model, "sliding-window eval")
+
+    def test_time_training(self, state: Mapping[str, Tensor]) -> dict[str, Any]:
+        """`ttt_*` figures of eval.ttt on a fresh model holding `state` (its weights change), or {} when off.
+
+        The stream is the one the other figures score (eval.max_tokens, eval.stream);
+        the seconds cover the whole pass and are checked against eval.ttt.budget_seconds.
+        """
+        ttt_cfg = self.cfg.ttt
+        if ttt_cfg.mode == "off":
+            return {}
+        stream = as_token_stream(self.tokens, self.cfg.max_tokens)
+        if self.cfg.stream == "truncated":
+            stream = truncate_to_windows(stream, self.cfg.seq_len)
+        sidecar = None if self.sidecar is None else as_token_stream(self.sidecar)[: stream.numel()]
+        model = GPT(self.model_cfg)
+        model.load_state_dict(dict(state), strict=True)
+        model = model.to(self.rt.device)
+        ledger = ScoreLedger(stream.numel())
+        if ttt_cfg.mode == "score_first":
+            def run() -> EvalSums:
+                return score_first_ttt(model, stream, self.luts, ttt_cfg.score_first, self.cfg.seq_len,
+                                       self.cfg.stride, self.cfg.batch_seqs, self.rt, sidecar=sidecar, ledger=ledger)
+        else:
+            if not hasattr(model, "ttt_adapters"):
+                raise PgolfError("eval.ttt.mode=phased needs a model with per-document LoRA adapters "
+                                 "(ttt_adapters, ttt_token_losses, ttt_stream_loss); this GPT has none: "
+                                 "use eval.ttt.mode=score_first")
+            def run() -> EvalSums:
+                return phased_ttt(model, stream, self.luts, ttt_cfg.phased, self.cfg.seq_len, self.rt,
+                                  sidecar=sidecar, ledger=ledger)
+        result = timed(run, ttt_cfg.budget_seconds, self.rt)
+        if not self.rt.distributed:  # one process saw every target: all scored exactly once
+            ledger.check_complete(np.arange(1, stream.numel()))
+        return result.figures("ttt")
 
 
 def figures(prefix: str, sums: EvalSums, seconds: float) -> dict[str, Any]:
@@ -135,6 +180,7 @@ def seed_metrics(ev: Evaluator, layout: RunLayout) -> SeedMetrics:
         prequant_averaged_standard=pass_figures(*averaged_figures),
         int6_standard=pass_figures(*int6_figures),
         sliding=pass_figures(*sliding_figures),
+        ttt=ev.test_time_training(state) or None,
         steps=train.steps,
         train_seconds=train.train_seconds,
         mean_step_ms=train.mean_step_ms,

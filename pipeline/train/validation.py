@@ -11,6 +11,7 @@ from pathlib import Path
 from torch import nn
 
 from pipeline.config import EvalConfig, Params
+from pipeline.data.sidecar_files import load_sidecar
 from pipeline.data.layout import DataLayout, as_data_layout
 from pipeline.data.loader import load_validation_tokens
 from pipeline.data.tokenizer import load_tokenizer
@@ -24,6 +25,7 @@ class Validator:
         sp = load_tokenizer(layout.tokenizer, params.model.vocab_size)
         self.luts = build_byte_luts(sp, params.model.vocab_size)
         self.tokens = load_validation_tokens(layout.val_files(), params.model.vocab_size)
+        self.sidecar = load_sidecar(layout.shards_dir, len(self.tokens))  # None unless prepare wrote one
         t = params.train
         self.cfg = EvalConfig(
             seq_len=t.seq_len,
@@ -36,5 +38,5 @@ class Validator:
 
     def evaluate(self, model: nn.Module) -> tuple[float, float]:
         """(mean loss in nats, bits per byte) of `model` on the validation stream."""
-        sums = evaluate_standard(model, self.tokens, self.luts, self.cfg, self.rt)
+        sums = evaluate_standard(model, self.tokens, self.luts, self.cfg, self.rt, sidecar=self.sidecar)
         return sums.loss, sums.bpb
