@@ -56,19 +56,35 @@ class BenchResult:
 
 
 def matmul_params(model: torch.nn.Module) -> int:
-    """Parameters of the matrices every token passes through (blocks' linears and the tied head)."""
+    """Parameters of the matrices every token passes through (blocks' linears and the tied head).
+
+    A block that depth recurrence runs several times counts once per pass
+    (`GPT.layer_order()`, the model's current mode: looped for a model built
+    from the config)."""
+    encoder, decoder = model.layer_order() if hasattr(model, "layer_order") else ([], [])
+    passes = [0] * len(model.blocks)
+    for i in (encoder + decoder) or range(len(model.blocks)):
+        passes[i] += 1
     total = 0
     for name, p in model.named_parameters():
         if p.ndim == 2 and (name.startswith("blocks.") and "resid_mix" not in name):
-            total += p.numel()
+            total += p.numel() * passes[int(name.split(".")[1])]
     total += model.tok_emb.weight.numel()  # the tied output head
     if getattr(model, "bigram", None) is not None and hasattr(model.bigram, "proj"):
         total += model.bigram.proj.weight.numel()
     return total
 
 
+def block_passes(model: torch.nn.Module, cfg: ModelConfig) -> int:
+    """Blocks run per forward: num_layers, more with depth recurrence on."""
+    if hasattr(model, "layer_order"):
+        encoder, decoder = model.layer_order()
+        return len(encoder) + len(decoder)
+    return cfg.num_layers
+
+
 def train_flops_per_token(model: torch.nn.Module, cfg: ModelConfig, seq_len: int) -> float:
-    return 6.0 * matmul_params(model) + 6.0 * cfg.num_layers * seq_len * cfg.model_dim
+    return 6.0 * matmul_params(model) + 6.0 * block_passes(model, cfg) * seq_len * cfg.model_dim
 
 
 def peak_tflops(device_name: str) -> float | None:
@@ -165,7 +181,7 @@ def bench_eval(params: Params, rt: Runtime, tokens: int, compile_model: bool | N
     seconds = time.perf_counter() - t0
     windows = -(-sums.tokens // ecfg.stride)
     forward_tokens = windows * ecfg.seq_len
-    flops = (2.0 * matmul_params(model) + 2.0 * cfg.num_layers * ecfg.seq_len * cfg.model_dim)
+    flops = (2.0 * matmul_params(model) + 2.0 * block_passes(model, cfg) * ecfg.seq_len * cfg.model_dim)
     result = _result("eval", rt, ecfg.batch_seqs, ecfg.seq_len, windows, seconds, sums.tokens,
                      flops * forward_tokens / max(sums.tokens, 1), compile_seconds, compiled)
     return result

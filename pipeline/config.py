@@ -98,6 +98,44 @@ class CanonConfig:
 
 
 @dataclass(frozen=True)
+class AttnGateConfig:
+    """Sparse attention head-output gate (PR #1787): each head's output is
+    multiplied by sigmoid(scale * W_h . x[:window]) before the projection."""
+
+    # true: every block's attention carries the gate (`attn.attn_gate_w`, zero-initialised).
+    enabled: bool
+    # Leading dims of the attention input that feed the gate (the record's GATE_WINDOW).
+    window: int
+    # Factor inside the sigmoid (SPARSE_ATTN_GATE_SCALE).
+    scale: float
+
+
+@dataclass(frozen=True)
+class LanesConfig:
+    """Parallel two-lane decoder (PR #1530's parallel residuals, lane mix learned)."""
+
+    # First layer that runs as a parallel block on two lanes; 0 = no lanes (one residual stream).
+    start_layer: int
+    # What the final norm reads: the mean of both lanes, the attention lane, or the MLP lane.
+    final: Literal["mean", "attn", "mlp"]
+
+
+@dataclass(frozen=True)
+class RecurrenceConfig:
+    """Depth recurrence (PR #1344): layers loop_start..loop_end run 1 + num_loops
+    times once training reaches enable_at of its length (time or steps)."""
+
+    # Extra passes over the looped segment; 0 = no recurrence.
+    num_loops: int
+    # First looped layer.
+    loop_start: int
+    # Last looped layer (inclusive).
+    loop_end: int
+    # Training fraction (elapsed / wall-clock cap, or step / iterations) at which looping starts.
+    enable_at: float
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """The GPT of SPEC §2."""
 
@@ -127,6 +165,16 @@ class ModelConfig:
     embed_dtype: Literal["bf16", "fp32"]
     # SmearGate does not blend into a BOS position (no leak across documents).
     smear_bos_mask: bool
+    # MLP activation leaky_relu(h, slope)^2; 0.0 = relu^2 (the record), 0.5 = PR #493's LeakyReLU(0.5)^2.
+    mlp_leaky_slope: float
+    # 0 = the channel SmearGate (record); N > 0 = PR #1667's token-gated smear on the
+    # embeddings, x_t + lam * sigmoid(W . x_t[:N]) * x_{t-1}, before the first norm.
+    smear_window: int
+    # U-Net skips as lerp(w * skip, x, sigmoid(gate)) with learned gates (PR #289) instead of x + w * skip.
+    skip_gates: bool
+    attn_gate: AttnGateConfig
+    lanes: LanesConfig
+    recurrence: RecurrenceConfig
 
     @property
     def head_dim(self) -> int:
@@ -135,6 +183,19 @@ class ModelConfig:
     @property
     def mlp_hidden(self) -> int:
         return self.mlp_mult * self.model_dim
+
+
+@dataclass(frozen=True)
+class MuonVariantConfig:
+    """How Muon orthogonalises (the frontier records' changes; SPEC §3 is the first row)."""
+
+    # Newton-Schulz coefficients: "quintic" = (3.4445, -4.7750, 2.0315) every step;
+    # "polar_express" = PR #1344's per-iteration minimax tuples.
+    ns: Literal["quintic", "polar_express"]
+    # MuonEq-R: divide each row of the update by its norm before Newton-Schulz.
+    row_normalize: bool
+    # Storage dtype of the momentum buffer (the 1.0611 record keeps it, and the gradient it adds, in bf16).
+    momentum_dtype: Literal["fp32", "bf16"]
 
 
 @dataclass(frozen=True)
@@ -171,6 +232,13 @@ class TrainConfig:
     checkpoint_every: int  # 0 = only on SIGTERM
     compile: bool
     out_dir: str
+    # Warm-down length as a fraction of training (time or steps); 0 = use warmdown_iters.
+    warmdown_frac: float
+    # Floor of the warm-down lr multiplier (the record's MIN_LR); 0 = decay to zero.
+    min_lr: float
+    # AdamW weight decay of the embedding group (the frontier's EMBED_WD); the record uses adam_weight_decay.
+    embed_weight_decay: float
+    muon_variant: MuonVariantConfig
 
 
 @dataclass(frozen=True)
@@ -447,6 +515,7 @@ def validate(p: Params) -> None:
     _check(c.kernel >= 1, "model.canon.kernel", c.kernel, "must be >= 1")
     _check(0 <= c.first_n <= m.num_layers, "model.canon.first_n", c.first_n, "must be in [0, num_layers]")
     _check(0 <= c.last_n <= m.num_layers, "model.canon.last_n", c.last_n, "must be in [0, num_layers]")
+    validate_frontier(p)
 
     tr = p.train
     _check(tr.nproc_per_node >= 1 and 8 % tr.nproc_per_node == 0, "train.nproc_per_node", tr.nproc_per_node,
@@ -504,6 +573,31 @@ def validate(p: Params) -> None:
     _check(r.baseline_bpb > 0, "report.baseline_bpb", r.baseline_bpb, "must be > 0")
     _check(r.min_improvement_nats >= 0, "report.min_improvement_nats", r.min_improvement_nats, "must be >= 0")
     _check(0 < r.p_threshold < 1, "report.p_threshold", r.p_threshold, "must be in (0, 1)")
+
+
+def validate_frontier(p: Params) -> None:
+    """Checks of the frontier switches (model.attn_gate/lanes/recurrence, Muon variant, lr floor)."""
+    m, tr = p.model, p.train
+    _check(m.mlp_leaky_slope >= 0, "model.mlp_leaky_slope", m.mlp_leaky_slope, "must be >= 0")
+    _check(0 <= m.smear_window <= m.model_dim, "model.smear_window", m.smear_window,
+           f"must be in [0, model_dim={m.model_dim}]")
+    _check(m.smear_window == 0 or m.smear, "model.smear_window", m.smear_window, "needs model.smear: true")
+    g = m.attn_gate
+    _check(1 <= g.window <= m.model_dim, "model.attn_gate.window", g.window, f"must be in [1, model_dim={m.model_dim}]")
+    ln = m.lanes
+    _check(0 <= ln.start_layer < m.num_layers, "model.lanes.start_layer", ln.start_layer,
+           f"must be in [0, num_layers={m.num_layers}) (0 = no lanes)")
+    _check(ln.start_layer == 0 or ln.start_layer >= m.num_layers // 2, "model.lanes.start_layer", ln.start_layer,
+           f"lanes run in the decoder: must be >= num_layers // 2 = {m.num_layers // 2}")
+    r = m.recurrence
+    _check(r.num_loops >= 0, "model.recurrence.num_loops", r.num_loops, "must be >= 0")
+    if r.num_loops > 0:
+        _check(0 <= r.loop_start <= r.loop_end < m.num_layers, "model.recurrence.loop_end", r.loop_end,
+               f"needs 0 <= loop_start={r.loop_start} <= loop_end < num_layers={m.num_layers}")
+    _check(0 <= r.enable_at <= 1, "model.recurrence.enable_at", r.enable_at, "must be in [0, 1]")
+    _check(0 <= tr.warmdown_frac <= 1, "train.warmdown_frac", tr.warmdown_frac, "must be in [0, 1]")
+    _check(0 <= tr.min_lr < 1, "train.min_lr", tr.min_lr, "must be in [0, 1)")
+    _check(tr.embed_weight_decay >= 0, "train.embed_weight_decay", tr.embed_weight_decay, "must be >= 0")
 
 
 def validate_quant_names(q: QuantConfig) -> None:

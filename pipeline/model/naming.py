@@ -30,6 +30,13 @@ CONTROL_TENSOR_PATTERNS: tuple[str, ...] = (
     "smear.gate",
     "bigram.scale",
     "canon",
+    # The frontier switches (docs/frontier.md): skip gates, lane mixes, the
+    # token smear's lambda, the sparse attention gate (2-D but tiny).
+    "skip_gates",
+    "parallel_post_lambdas",
+    "parallel_resid_lambdas",
+    "smear.lam",
+    "attn_gate_w",
 )
 
 EMBED_PARAMS: tuple[str, ...] = ("tok_emb.weight", "bigram.embed.weight")
