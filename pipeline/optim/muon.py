@@ -191,13 +191,21 @@ class Muon(torch.optim.Optimizer):
         if self.momentum_dtype is not None:
             grads = [g.to(self.momentum_dtype) for g in grads]
         bufs = [self._momentum_buffer(params[i], g) for i, g in zip(with_grad, grads)]
-        if bufs:
+        per_tensor = self.momentum_dtype is not None and self.momentum_dtype != torch.float32
+        if per_tensor:
+            # Low-precision buffers: the foreach kernels round the scalar momentum to the
+            # buffer's dtype (0.97 -> 0.96875 in bf16); mul_/add_ keep it in fp32 as the record.
+            for b, g in zip(bufs, grads):
+                b.mul_(momentum).add_(g)
+        elif bufs:
             torch._foreach_mul_(bufs, momentum)
             torch._foreach_add_(bufs, grads)
 
         # Directions for the parameters this rank orthogonalises.
         mine = [k for k, i in enumerate(with_grad) if i % self.world_size == self.rank]
-        if group["nesterov"]:
+        if group["nesterov"] and per_tensor:
+            dirs = [grads[k].add(bufs[k], alpha=momentum) for k in mine]
+        elif group["nesterov"]:
             dirs = torch._foreach_add([grads[k] for k in mine], [bufs[k] for k in mine], alpha=momentum) if mine else []
         else:
             dirs = [bufs[k] for k in mine]
