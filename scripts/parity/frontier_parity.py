@@ -64,7 +64,7 @@ class Case:
     looping: bool
 
 
-SMALL = dict(vocab_size=512, num_layers=6, model_dim=128, num_heads=4, num_kv_heads=2, mlp_mult=4,
+SMALL = dict(vocab_size=512, num_layers=6, xsa_last_n=6, model_dim=128, num_heads=4, num_kv_heads=2, mlp_mult=4,
              rope_dims=8, rope_ref_len=64, embed_dtype="fp32")
 NESTED = dict(lanes=dict(start_layer=4), recurrence=dict(loop_start=1, loop_end=2, num_loops=2))
 
