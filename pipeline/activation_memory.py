@@ -54,7 +54,7 @@ def state_bytes(model: nn.Module) -> int:
     """Weights, one gradient each, and the optimiser moments of each parameter's group."""
     total = 0
     for name, p in model.named_parameters():
-        copies = 2 + MOMENTS_PER_GROUP[param_group(name, p.ndim)]
+        copies = 2 + MOMENTS_PER_GROUP[param_group(name)]
         total += copies * p.numel() * p.element_size()
     return total
 

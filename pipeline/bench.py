@@ -26,6 +26,7 @@ from pipeline.config import ModelConfig, Params, TrainConfig
 from pipeline.evaluate.bytes import ByteLuts
 from pipeline.evaluate.scoring import evaluate_sliding_window
 from pipeline.model import GPT
+from pipeline.model.naming import counts_flops
 from pipeline.optim import build_optimizers, muon_momentum
 from pipeline.runtime import Runtime
 
@@ -56,7 +57,8 @@ class BenchResult:
 
 
 def matmul_params(model: torch.nn.Module) -> int:
-    """Parameters of the matrices every token passes through (blocks' linears and the tied head).
+    """Parameters of the matrices every token passes through: those whose rule in
+    `pipeline.model.naming.PARAM_RULES` counts FLOPs (blocks' linears, bigram.proj, the tied head).
 
     A block that depth recurrence runs several times counts once per pass
     (`GPT.layer_order()`, the model's current mode: looped for a model built
@@ -67,11 +69,8 @@ def matmul_params(model: torch.nn.Module) -> int:
         passes[i] += 1
     total = 0
     for name, p in model.named_parameters():
-        if p.ndim == 2 and (name.startswith("blocks.") and "resid_mix" not in name):
-            total += p.numel() * passes[int(name.split(".")[1])]
-    total += model.tok_emb.weight.numel()  # the tied output head
-    if getattr(model, "bigram", None) is not None and hasattr(model.bigram, "proj"):
-        total += model.bigram.proj.weight.numel()
+        if counts_flops(name):
+            total += p.numel() * (passes[int(name.split(".")[1])] if name.startswith("blocks.") else 1)
     return total
 
 

@@ -224,6 +224,9 @@ class TrainConfig:
     grad_clip_norm: float  # 0 disables clipping
     qat_enabled: bool
     qat_threshold: float
+    # Which layers late QAT fake-quantises: all_linear = every linear at int6 (the reference);
+    # as_stored = exactly the weights quant stores at low bit width, at their scheme's bits (pipeline/train/qat.py).
+    qat_targets: Literal["all_linear", "as_stored"]
     ema_enabled: bool
     ema_decay: float
     val_loss_every: int  # 0 = no periodic validation

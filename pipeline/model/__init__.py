@@ -3,8 +3,10 @@
 from pipeline.model.gpt import GPT
 from pipeline.model.info import config_parameter_counts
 from pipeline.model.naming import (
-    CONTROL_TENSOR_PATTERNS,
+    PARAM_RULES,
     ParamGroups,
+    ParamRule,
+    UnknownParameterError,
     is_control_tensor,
     param_group,
     parameter_counts,
@@ -12,7 +14,9 @@ from pipeline.model.naming import (
 )
 
 __all__ = [
-    "CONTROL_TENSOR_PATTERNS",
+    "PARAM_RULES",
+    "ParamRule",
+    "UnknownParameterError",
     "GPT",
     "config_parameter_counts",
     "ParamGroups",

@@ -64,7 +64,7 @@ class CausalSelfAttention(nn.Module):
         self.c_q = CastedLinear(dim, dim)
         self.c_k = CastedLinear(dim, kv_dim)
         self.c_v = CastedLinear(dim, kv_dim)
-        self.proj = CastedLinear(dim, dim, zero_init=True)
+        self.proj = CastedLinear(dim, dim)  # zero init: its rule in naming.PARAM_RULES
         self.q_gain = nn.Parameter(torch.full((cfg.num_heads,), float(cfg.q_gain_init), dtype=torch.float32))
         # Canon-B on the concatenated q|k|v, set by the block (`attn.canon_b`, the reference's name).
         self.canon_b: nn.Module | None = None

@@ -42,7 +42,7 @@ class MLP(nn.Module):
     def __init__(self, dim: int, hidden: int, canon_d_after_relu: bool = False, leaky_slope: float = 0.0) -> None:
         super().__init__()
         self.fc = CastedLinear(dim, hidden)
-        self.proj = CastedLinear(hidden, dim, zero_init=True)
+        self.proj = CastedLinear(hidden, dim)  # zero init: its rule in naming.PARAM_RULES
         self.canon_d_after_relu = canon_d_after_relu
         self.leaky_slope = leaky_slope
         # Canon-D, set by the block (`mlp.canon_d`, the reference's name).

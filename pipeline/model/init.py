@@ -1,13 +1,19 @@
 """Weight initialisation of SPEC §2, applied once after construction.
 
-- `tok_emb`: normal(0, tied_embed_init_std).
-- `attn.proj`, `mlp.proj`: zeros (each block starts as the identity).
-- every other linear layer with both sides >= 64: orthogonal (gain 1), and
-  when its name ends in `.proj` also scaled by 1/sqrt(2L).  The rule goes by
-  name, so it also catches `bigram.proj`, overwriting that module's zero init;
-  `bigram.embed` is an embedding, not a linear layer, and stays zero.
-- smaller linear layers keep what their constructor gave them.
-Everything else (scales, gains, mixes, Canon) is initialised by its module.
+Each parameter gets the init rule its name's entry in
+`pipeline.model.naming.PARAM_RULES` gives (`naming.INIT_RULES`):
+
+- `tok_emb`: normal(0, tied_embed_init_std);
+- `attn.proj`, `mlp.proj`: zeros (each block starts as the identity);
+- the other block matrices: orthogonal (gain 1) when both sides are >= 64;
+- `bigram.proj`: orthogonal and scaled by 1/sqrt(2L), overwriting its module's
+  zero init, as the reference does (its rule goes by the `.proj` suffix);
+- everything else (smaller matrices, `bigram.embed`, scales, gains, mixes,
+  Canon) keeps what its module's constructor gave it.
+
+Parameters are visited in `named_parameters` order, so the random draws come
+in the order of the modules (the reference's order: the golden figures
+depend on it).
 """
 
 from __future__ import annotations
@@ -17,19 +23,19 @@ import math
 import torch
 from torch import nn
 
-from pipeline.model.layers import CastedLinear
+from pipeline.model.naming import init_rule
 
 
 @torch.no_grad()
 def init_weights(model: nn.Module, num_layers: int, tok_emb_std: float) -> None:
-    nn.init.normal_(model.tok_emb.weight, mean=0.0, std=tok_emb_std)
     proj_scale = 1.0 / math.sqrt(2 * num_layers)
-    for name, module in model.named_modules():
-        if not isinstance(module, CastedLinear):
-            continue
-        if module.zero_init:
-            nn.init.zeros_(module.weight)
-        elif min(module.weight.shape) >= 64:
-            nn.init.orthogonal_(module.weight, gain=1.0)
-            if name.endswith(".proj"):
-                module.weight.mul_(proj_scale)
+    for name, param in model.named_parameters():
+        rule = init_rule(name)
+        if rule == "normal":
+            nn.init.normal_(param, mean=0.0, std=tok_emb_std)
+        elif rule == "zeros":
+            nn.init.zeros_(param)
+        elif rule in ("orthogonal", "orthogonal_scaled") and min(param.shape) >= 64:
+            nn.init.orthogonal_(param, gain=1.0)
+            if rule == "orthogonal_scaled":
+                param.mul_(proj_scale)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pipeline.quant.rowwise import fake_quant_int6
+from pipeline.quant.rowwise import INT6_MAX, INT6_MIN, fake_quant_rows
 
 
 def to_activation_dtype(x: Tensor) -> Tensor:
@@ -50,16 +50,20 @@ class CastedLinear(nn.Linear):
     the per-row fake quantisation is computed on every training forward even
     while QAT is off (a few element-wise passes over the weight, small next to
     the matmul).  In eval mode the branch is not traced at all.
+
+    Which grid QAT rounds onto is `qat_grid` (the code range [qmin, qmax]; None:
+    this layer is never fake-quantised), a plain attribute fixed before
+    compiling: `pipeline.train.qat.configure_qat` sets it from
+    ``train.qat_targets``.  The default is the reference's int6 on every layer.
     """
 
-    def __init__(self, in_features: int, out_features: int, zero_init: bool = False) -> None:
+    def __init__(self, in_features: int, out_features: int) -> None:
         super().__init__(in_features, out_features, bias=False)
-        # attn.proj and mlp.proj start at zero (SPEC §2 init); read by init.py.
-        self.zero_init = zero_init
         self.register_buffer("qat", torch.zeros((), dtype=torch.bool), persistent=False)
+        self.qat_grid: tuple[int, int] | None = (INT6_MIN, INT6_MAX)
 
     def forward(self, x: Tensor) -> Tensor:
         w = self.weight
-        if self.training:
-            w = torch.where(self.qat, fake_quant_int6(w), w)
+        if self.training and self.qat_grid is not None:
+            w = torch.where(self.qat, fake_quant_rows(w, *self.qat_grid), w)
         return F.linear(x, w.to(x.dtype))

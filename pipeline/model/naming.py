@@ -1,51 +1,140 @@
-"""What each parameter is, by name: control tensors, optimiser groups, size categories.
+"""What each parameter is, by name: one table of rules every consumer asks.
 
-Names follow the reference (SPEC §2), so these rules also hold for a
-reference state dict.  Three groups feed the optimisers (SPEC §3):
+Names follow the reference (SPEC §2), so these rules also hold for a reference
+state dict.  `PARAM_RULES` maps a name pattern to everything the pipeline needs
+to know about a parameter:
 
-- matrix (Muon): the 2-D weights inside `blocks.*` plus `bigram.proj.weight`;
-- embed (AdamW, embed lr): `tok_emb.weight`, `bigram.embed.weight`;
-- scalar (AdamW, scalar lr): everything else: every vector, scalar and control
-  tensor, `skip_weights`, and the Canon convolution weights (3-D) and gates.
+- ``group``: the optimiser group (SPEC §3): ``matrix`` (Muon, matrix lr),
+  ``embed`` (AdamW, embed lr), ``scalar`` (AdamW, scalar lr);
+- ``quant``: the quantisation category (SPEC §4): ``embed``, ``mlp``, ``attn``,
+  ``other`` (the keys of ``quant.schemes``, used for 2-D weights) or
+  ``control`` (gains, scales, mixes, gates: kept exact, fp32 when too large
+  for the fp16 cut);
+- ``size``: the row of the parameter-count table (`SIZE_CATEGORIES`);
+- ``init``: how `pipeline.model.init` initialises it (`INIT_RULES`);
+- ``flops``: whether every token multiplies by it (the FLOP estimate of
+  `pipeline.bench`; ``tok_emb.weight`` counts as the tied output head).
+
+A name no rule matches raises `UnknownParameterError` in every consumer, so a
+new module cannot silently train with the wrong optimiser, quantise in the
+wrong category or be left out of the FLOP count.  Adding a parameter is one
+`ParamRule` line here (see docs/architecture.md, "How to add a model component").
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from typing import Literal
 
 from torch import nn
 
 from pipeline.errors import PgolfError
 
-# Small tensors that steer the residual stream: kept in fp32 in training and
-# in the artifact, optimised by the scalar AdamW group.  Matched as substrings;
-# "canon" takes every parameter of a Canon layer (conv weight, bias, gate):
-# a few thousand numbers per layer, cheap to keep exact.
-CONTROL_TENSOR_PATTERNS: tuple[str, ...] = (
-    "attn_scale",
-    "mlp_scale",
-    "resid_mix",
-    "q_gain",
-    "skip_weights",
-    "smear.gate",
-    "bigram.scale",
-    "canon",
-    # The frontier switches (docs/frontier.md): skip gates, lane mixes, the
-    # token smear's lambda, the sparse attention gate (2-D but tiny).
-    "skip_gates",
-    "parallel_post_lambdas",
-    "parallel_resid_lambdas",
-    "smear.lam",
-    "attn_gate_w",
+GroupName = Literal["matrix", "embed", "scalar"]
+QuantCategory = Literal["embed", "mlp", "attn", "other", "control"]
+InitRule = Literal["module", "normal", "zeros", "orthogonal", "orthogonal_scaled"]
+
+GROUP_NAMES: tuple[GroupName, ...] = ("matrix", "embed", "scalar")
+QUANT_CATEGORIES: tuple[QuantCategory, ...] = ("embed", "mlp", "attn", "other", "control")
+SIZE_CATEGORIES: tuple[str, ...] = ("embeddings", "bigram", "attention", "mlp", "canon", "control/other")
+
+# What each init rule does (pipeline/model/init.py applies them):
+INIT_RULES: dict[InitRule, str] = {
+    "module": "left as its module's constructor made it",
+    "normal": "normal(0, model.tied_embed_init_std)",
+    "zeros": "zeros (the block starts as the identity)",
+    "orthogonal": "orthogonal, gain 1, when both sides are >= 64; else left as constructed",
+    "orthogonal_scaled": "as orthogonal, then scaled by 1/sqrt(2 num_layers)",
+}
+
+
+@dataclass(frozen=True)
+class ParamRule:
+    """Everything the pipeline decides from one parameter's name."""
+
+    # Regular expression the whole parameter name must match.
+    pattern: str
+    group: GroupName
+    quant: QuantCategory
+    size: str
+    init: InitRule = "module"
+    flops: bool = False
+
+    def matches(self, name: str) -> bool:
+        return re.fullmatch(self.pattern, name) is not None
+
+
+_BLOCK = r"blocks\.\d+\."
+
+# The table.  Patterns are disjoint (tests/model/test_naming.py checks it on every SPEC name).
+PARAM_RULES: tuple[ParamRule, ...] = (
+    ParamRule(r"tok_emb\.weight", "embed", "embed", "embeddings", init="normal", flops=True),
+    ParamRule(r"bigram\.embed\.weight", "embed", "other", "bigram"),
+    ParamRule(r"bigram\.proj\.weight", "matrix", "other", "bigram", init="orthogonal_scaled", flops=True),
+    ParamRule(r"bigram\.scale", "scalar", "control", "bigram"),
+    ParamRule(r"smear\.gate", "scalar", "control", "control/other"),
+    ParamRule(r"skip_weights", "scalar", "control", "control/other"),
+    ParamRule(_BLOCK + r"(attn_scale|mlp_scale|resid_mix)", "scalar", "control", "control/other"),
+    ParamRule(_BLOCK + r"attn\.c_[qkv]\.weight", "matrix", "attn", "attention", init="orthogonal", flops=True),
+    ParamRule(_BLOCK + r"attn\.proj\.weight", "matrix", "attn", "attention", init="zeros", flops=True),
+    ParamRule(_BLOCK + r"attn\.q_gain", "scalar", "control", "control/other"),
+    ParamRule(_BLOCK + r"mlp\.fc\.weight", "matrix", "mlp", "mlp", init="orthogonal", flops=True),
+    ParamRule(_BLOCK + r"mlp\.proj\.weight", "matrix", "mlp", "mlp", init="zeros", flops=True),
+    # Canon layers (A, C in the block; B in the attention, D in the MLP): conv weight, bias, gate.
+    ParamRule(_BLOCK + r"((attn|mlp)\.)?canon_[abcd]\.(conv\.weight|conv\.bias|delta_gate_logit)",
+              "scalar", "control", "canon"),
+    # The frontier switches (docs/frontier.md): skip gates, the two lanes' mixes, the token
+    # smear's lambda (its gate is `smear.gate` above), the sparse attention gate (2-D, 96 numbers
+    # per layer in the record: a matmul per token, kept exact like the other gates).
+    ParamRule(r"skip_gates", "scalar", "control", "control/other"),
+    ParamRule(r"parallel_(post|resid)_lambdas", "scalar", "control", "control/other"),
+    ParamRule(r"smear\.lam", "scalar", "control", "control/other"),
+    ParamRule(_BLOCK + r"attn\.attn_gate_w", "scalar", "control", "control/other", flops=True),
 )
 
-EMBED_PARAMS: tuple[str, ...] = ("tok_emb.weight", "bigram.embed.weight")
-EXTRA_MATRIX_PARAMS: tuple[str, ...] = ("bigram.proj.weight",)
+
+class UnknownParameterError(PgolfError, ValueError):
+    """A parameter name matches no rule of `PARAM_RULES`."""
+
+
+def rule_for(name: str) -> ParamRule:
+    """The rule of one parameter name; `UnknownParameterError` naming it when none matches."""
+    for rule in PARAM_RULES:
+        if rule.matches(name):
+            return rule
+    raise UnknownParameterError(
+        f"parameter {name!r} matches no rule; add a ParamRule for it to PARAM_RULES in pipeline/model/naming.py")
+
+
+def param_group(name: str) -> GroupName:
+    """'matrix', 'embed' or 'scalar': the optimiser group of one parameter (SPEC §3)."""
+    return rule_for(name).group
+
+
+def quant_category(name: str) -> QuantCategory:
+    """embed | mlp | attn | other | control: the quantisation category of one parameter (SPEC §4)."""
+    return rule_for(name).quant
 
 
 def is_control_tensor(name: str) -> bool:
     """True for the gains, scales, mixes and gates of SPEC §3's scalar list."""
-    return any(pattern in name for pattern in CONTROL_TENSOR_PATTERNS)
+    return rule_for(name).quant == "control"
+
+
+def size_category(name: str) -> str:
+    """Row of the parameter-count table (`SIZE_CATEGORIES`)."""
+    return rule_for(name).size
+
+
+def init_rule(name: str) -> InitRule:
+    """How `pipeline.model.init` initialises the parameter (`INIT_RULES`)."""
+    return rule_for(name).init
+
+
+def counts_flops(name: str) -> bool:
+    """True for the matrices every token multiplies by (the tied head included)."""
+    return rule_for(name).flops
 
 
 @dataclass
@@ -57,62 +146,19 @@ class ParamGroups:
     scalar: list[tuple[str, nn.Parameter]] = field(default_factory=list)
 
 
-class UnknownParameterError(PgolfError, ValueError):
-    """A parameter matches no optimiser group rule."""
-
-
-def param_group(name: str, ndim: int) -> str:
-    """'matrix', 'embed' or 'scalar' for one parameter; the one rule every optimiser uses.
-
-    Control tensors come before the block rule because `resid_mix` is 2-D.  A
-    name no rule covers raises, so a new module cannot silently train with the
-    wrong optimiser.
-    """
-    if name in EMBED_PARAMS:
-        return "embed"
-    if name in EXTRA_MATRIX_PARAMS:
-        return "matrix"
-    if is_control_tensor(name):
-        return "scalar"
-    if name.startswith("blocks.") and ndim == 2:
-        return "matrix"
-    if name.startswith("blocks.") and ndim < 2:
-        return "scalar"
-    raise UnknownParameterError(
-        f"parameter {name!r} (ndim {ndim}) matches no optimiser group; add it to pipeline/model/naming.py")
-
-
 def split_param_groups(model: nn.Module) -> ParamGroups:
     """Every trainable parameter of `model`, each in exactly one group, in `named_parameters` order."""
     groups = ParamGroups()
     for name, param in model.named_parameters():
         if param.requires_grad:
-            getattr(groups, param_group(name, param.ndim)).append((name, param))
+            getattr(groups, param_group(name)).append((name, param))
     return groups
-
-
-SIZE_CATEGORIES: tuple[str, ...] = ("embeddings", "bigram", "attention", "mlp", "canon", "control/other")
-
-
-def size_category(name: str, ndim: int) -> str:
-    """Category for parameter counts: the weight matrices by role, the rest as control/other."""
-    if name.startswith("tok_emb."):
-        return "embeddings"
-    if name.startswith("bigram."):
-        return "bigram"
-    if ".canon_" in name:
-        return "canon"
-    if ".attn." in name and ndim >= 2:
-        return "attention"
-    if ".mlp." in name and ndim >= 2:
-        return "mlp"
-    return "control/other"
 
 
 def parameter_counts(model: nn.Module) -> dict[str, int]:
     """Parameter count per size category, plus 'total'."""
     counts = dict.fromkeys(SIZE_CATEGORIES, 0)
     for name, param in model.named_parameters():
-        counts[size_category(name, param.ndim)] += param.numel()
+        counts[size_category(name)] += param.numel()
     counts["total"] = sum(counts.values())
     return counts

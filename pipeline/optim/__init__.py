@@ -9,7 +9,6 @@ from pipeline.optim.groups import (
     OptimizerBundle,
     UnknownParameterError,
     build_optimizers,
-    classify_param,
     split_params,
 )
 from pipeline.optim.muon import Muon, newton_schulz
@@ -21,7 +20,6 @@ __all__ = [
     "OptimizerBundle",
     "UnknownParameterError",
     "build_optimizers",
-    "classify_param",
     "lr_multiplier",
     "muon_momentum",
     "newton_schulz",

@@ -1,47 +1,38 @@
 """Which optimiser trains which parameter, and the bundle the loop drives.
 
-The rule itself lives with the parameter names, in `pipeline.model.naming.param_group`
-(SPEC §2-§3): the block matrices and ``bigram.proj.weight`` go to Muon at
-``matrix_lr``; ``tok_emb.weight`` and ``bigram.embed.weight`` to AdamW at
+The rule itself lives with the parameter names, in `pipeline.model.naming.PARAM_RULES`
+(SPEC §2-§3), and so do the group names: the ``matrix`` group (the block matrices
+and ``bigram.proj.weight``) goes to Muon at ``matrix_lr``; ``tok_emb.weight`` and ``bigram.embed.weight`` to AdamW at
 ``embed_lr``; every vector, scalar and control tensor (Canon weights and gates
 included) to AdamW at ``scalar_lr``; an unknown name raises
-`UnknownParameterError`.  Frozen parameters (``requires_grad=False``) are left out.
+`UnknownParameterError`.  The bundle's keys (in checkpoints and the step log) are
+the group names.  Frozen parameters (``requires_grad=False``) are left out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from pipeline.config import TrainConfig
-from pipeline.model.naming import UnknownParameterError, param_group
+from pipeline.model.naming import GROUP_NAMES, GroupName, UnknownParameterError, param_group
 from pipeline.optim.muon import ORTHOGONALIZERS, Muon, Orthogonalizer
 from pipeline.runtime import Runtime
 
-GroupName = Literal["muon", "embed", "scalar"]
-GROUP_NAMES: tuple[GroupName, ...] = ("muon", "embed", "scalar")
-
-__all__ = ["GROUP_NAMES", "OptimizerBundle", "UnknownParameterError", "build_optimizers", "classify_param",
-           "split_params"]
-
-
-def classify_param(name: str, ndim: int) -> GroupName:
-    """The optimiser group of one parameter: the model's group, with its matrices trained by Muon."""
-    group = param_group(name, ndim)
-    return "muon" if group == "matrix" else group  # type: ignore[return-value]
+__all__ = ["GROUP_NAMES", "OptimizerBundle", "UnknownParameterError", "build_optimizers", "split_params"]
 
 
 def split_params(named_params: Iterable[tuple[str, Tensor]]) -> dict[GroupName, list[tuple[str, Tensor]]]:
-    """Partition trainable (name, param) pairs by `classify_param`, keeping order
+    """Partition trainable (name, param) pairs by `param_group`, keeping order
     (the Muon order decides which rank orthogonalises which matrix)."""
     groups: dict[GroupName, list[tuple[str, Tensor]]] = {g: [] for g in GROUP_NAMES}
     for name, p in named_params:
         if p.requires_grad:
-            groups[classify_param(name, p.ndim)].append((name, p))
+            groups[param_group(name)].append((name, p))
     return groups
 
 
@@ -83,7 +74,8 @@ class OptimizerBundle:
 
     @property
     def muon(self) -> Muon | None:
-        g = self._groups.get("muon")
+        """The matrix group's optimiser."""
+        g = self._groups.get("matrix")
         return g.optimizer if g is not None else None  # type: ignore[return-value]
 
     def lrs(self) -> dict[GroupName, float]:
@@ -95,7 +87,7 @@ class OptimizerBundle:
         for g in self._groups.values():
             for pg in g.optimizer.param_groups:
                 pg["lr"] = g.base_lr * lr_mul
-                if g.name == "muon":
+                if g.name == "matrix":
                     pg["momentum"] = momentum
 
     def step(self) -> None:
@@ -146,7 +138,7 @@ def build_optimizers(
     split = split_params(named)
     groups: list[_Group] = []
 
-    muon = split["muon"]
+    muon = split["matrix"]
     if muon:
         opt = Muon(
             [p for _, p in muon],
@@ -161,7 +153,7 @@ def build_optimizers(
             row_normalize=cfg.muon_variant.row_normalize,
             momentum_dtype=torch.bfloat16 if cfg.muon_variant.momentum_dtype == "bf16" else None,
         )
-        groups.append(_Group("muon", opt, cfg.matrix_lr, [n for n, _ in muon]))
+        groups.append(_Group("matrix", opt, cfg.matrix_lr, [n for n, _ in muon]))
 
     decay = {"embed": cfg.embed_weight_decay, "scalar": cfg.adam_weight_decay}
     for name, lr in (("embed", cfg.embed_lr), ("scalar", cfg.scalar_lr)):

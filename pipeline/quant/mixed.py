@@ -6,8 +6,8 @@ from its name, dtype and size:
 - ``raw``   non-float tensors, stored unchanged;
 - ``fp16``  float tensors with at most ``keep_float_max_numel`` elements: too
             small for quantisation to pay for its scales;
-- ``fp32``  larger control tensors (`pipeline.model.is_control_tensor`: gains,
-            mixes, gates), kept exact;
+- ``fp32``  larger control tensors (category ``control`` in
+            `pipeline.model.naming.PARAM_RULES`: gains, mixes, gates), kept exact;
 - 2-D weights: their category's scheme, ``quant.schemes.<category>`` (the
   record: int6 for mlp and attn, int8 for embed and other);
 - every other float tensor: ``quant.non_matrix_scheme`` (the record: int8).
@@ -34,32 +34,29 @@ import torch
 from torch import Tensor
 
 from pipeline.config import QuantConfig
-from pipeline.model import is_control_tensor
+from pipeline.model.naming import quant_category
 from pipeline.quant.methods import get_method
 from pipeline.quant.schemes import SCHEMES, as_rows, get_scheme
 
 
 def tensor_category(name: str) -> str:
-    """embed | mlp | attn | other: the keys of `QuantConfig.schemes`."""
-    if "tok_emb" in name or "lm_head" in name:
-        return "embed"
-    if ".mlp." in name:
-        return "mlp"
-    if ".attn." in name:
-        return "attn"
-    return "other"
+    """embed | mlp | attn | other (the keys of `QuantConfig.schemes`) or control: the parameter's
+    quantisation category in `pipeline.model.naming.PARAM_RULES`; an unknown name raises."""
+    return quant_category(name)
 
 
 def choose_scheme(name: str, tensor: Tensor, cfg: QuantConfig) -> str:
-    """The SPEC §4 rule for one tensor."""
+    """The SPEC §4 rule for one tensor.  Non-float tensors (never parameters) are stored raw;
+    every float tensor is looked up in the parameter table, so an unknown name raises."""
     if not tensor.is_floating_point():
         return "raw"
+    category = tensor_category(name)
     if tensor.numel() <= cfg.keep_float_max_numel:
         return "fp16"
-    if is_control_tensor(name):
+    if category == "control":
         return "fp32"
     if tensor.ndim == 2:
-        return getattr(cfg.schemes, tensor_category(name))
+        return getattr(cfg.schemes, category)
     return cfg.non_matrix_scheme
 
 

@@ -26,10 +26,17 @@ def dequantize_rows(q: Tensor, scale: Tensor, dtype: torch.dtype = torch.float32
     return (q.float() * scale.float()[:, None]).to(dtype)
 
 
-def fake_quant_int6(w: Tensor) -> Tensor:
-    """Straight-through int6 fake quantisation: forward sees the rounded weight,
-    backward passes the gradient through unchanged (late QAT, SPEC §3)."""
+def fake_quant_rows(w: Tensor, qmin: int, qmax: int) -> Tensor:
+    """Straight-through per-row fake quantisation onto codes [qmin, qmax] with step
+    rowmax/qmax (floor 1/qmax): forward sees the rounded weight, backward passes the
+    gradient through unchanged (late QAT, SPEC §3)."""
     with torch.no_grad():
-        scale = int6_row_scale(w)
-        wq = torch.clamp(torch.round(w.float() / scale[:, None]), INT6_MIN, INT6_MAX) * scale[:, None]
+        row_max = w.detach().float().abs().amax(dim=1)
+        scale = (row_max / qmax).clamp_min(1.0 / qmax)
+        wq = torch.clamp(torch.round(w.float() / scale[:, None]), qmin, qmax) * scale[:, None]
     return w + (wq.to(w.dtype) - w).detach()
+
+
+def fake_quant_int6(w: Tensor) -> Tensor:
+    """`fake_quant_rows` on the int6 grid: the reference's late QAT."""
+    return fake_quant_rows(w, INT6_MIN, INT6_MAX)

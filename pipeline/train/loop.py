@@ -38,6 +38,7 @@ from pipeline.train.averaging import EMA, SnapshotKeeper, snapshot_due
 from pipeline.train.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.train.clock import TrainClock
 from pipeline.train.outputs import DIGESTS_KEY, output_digests
+from pipeline.train.qat import configure_qat
 from pipeline.layout import RunLayout
 from pipeline.train.steplog import StepRow, ValRow, write_tsv
 from pipeline.train.validation import Validator
@@ -122,6 +123,7 @@ class Trainer:
         seed_everything(seed)
         self.model = GPT(params.model).to(rt.device)
         self.model.set_looping(False)  # depth recurrence starts at model.recurrence.enable_at
+        configure_qat(self.model, self.cfg.qat_targets, params.quant)  # before compiling: fixes the QAT grids
         self.compiled = torch.compile(self.model, fullgraph=True, dynamic=False) if self.cfg.compile else self.model
         self.ddp = wrap_ddp(self.compiled, rt) if rt.distributed else self.compiled
         self.opt = build_optimizers(self.model, self.cfg, rt)

@@ -21,8 +21,8 @@ from tests.conftest import tiny_model_config
 from tests.model.helpers import fill_like_spec
 
 
-def frontier_tiny(**nested) -> GPT:
-    cfg = tiny_model_config(num_layers=6, mlp_leaky_slope=0.5, skip_gates=True, smear_window=8,
+def frontier_tiny(num_layers: int = 6, **nested) -> GPT:
+    cfg = tiny_model_config(num_layers=num_layers, mlp_leaky_slope=0.5, skip_gates=True, smear_window=8,
                             smear_bos_mask=True, bigram_buckets=0, canon={"placements": ""})
     groups = dict(attn_gate=dict(enabled=True, window=8, scale=0.5), lanes=dict(start_layer=4),
                   recurrence=dict(num_loops=2, loop_start=1, loop_end=2))

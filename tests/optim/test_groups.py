@@ -60,11 +60,11 @@ def expected_group(name: str) -> str:
     if name in ("tok_emb.weight", "bigram.embed.weight"):
         return "embed"
     if name == "bigram.proj.weight":
-        return "muon"
+        return "matrix"
     leaf = name.split(".", 2)[-1] if name.startswith("blocks.") else name
     if leaf in ("attn.c_q.weight", "attn.c_k.weight", "attn.c_v.weight", "attn.proj.weight",
                 "mlp.fc.weight", "mlp.proj.weight"):
-        return "muon"
+        return "matrix"
     return "scalar"
 
 
@@ -82,11 +82,11 @@ def test_every_spec_name_lands_in_its_group():
     assert sum(len(v) for v in split.values()) == len(shapes)
     for name in shapes:
         assert got[name] == expected_group(name), name
-    assert len(split["muon"]) == 11 * 6 + 1
+    assert len(split["matrix"]) == 11 * 6 + 1
     assert [n for n, _ in split["embed"]] == ["tok_emb.weight", "bigram.embed.weight"]
     # Muon keeps model order: it decides which rank orthogonalises which matrix.
-    muon_order = [n for n in shapes if expected_group(n) == "muon"]
-    assert [n for n, _ in split["muon"]] == muon_order
+    muon_order = [n for n in shapes if expected_group(n) == "matrix"]
+    assert [n for n, _ in split["matrix"]] == muon_order
 
 
 @pytest.mark.parametrize("name,shape", [
@@ -105,7 +105,7 @@ def test_frozen_parameters_are_left_out():
     model = fake_model({"tok_emb.weight": (16, 8), "blocks.0.mlp.fc.weight": (8, 8)})
     getattr(model.blocks, "0").mlp.fc.weight.requires_grad_(False)
     split = split_params(model.named_parameters())
-    assert split["muon"] == []
+    assert split["matrix"] == []
 
 
 def tiny_spec_model() -> nn.Module:
@@ -116,10 +116,10 @@ def tiny_spec_model() -> nn.Module:
 def test_bundle_optimizers_and_hyperparameters(cfg):
     bundle = build_optimizers(tiny_spec_model(), cfg)
     opts = bundle.optimizers
-    assert set(opts) == {"muon", "embed", "scalar"}
-    assert isinstance(opts["muon"], Muon) and bundle.muon is opts["muon"]
-    assert bundle.base_lrs == {"muon": 0.025, "embed": 0.035, "scalar": 0.025}
-    muon = opts["muon"].param_groups[0]
+    assert set(opts) == {"matrix", "embed", "scalar"}
+    assert isinstance(opts["matrix"], Muon) and bundle.muon is opts["matrix"]
+    assert bundle.base_lrs == {"matrix": 0.025, "embed": 0.035, "scalar": 0.025}
+    muon = opts["matrix"].param_groups[0]
     assert (muon["weight_decay"], muon["backend_steps"], muon["nesterov"]) == (0.04, 5, True)
     for name in ("embed", "scalar"):
         opt = opts[name]
@@ -132,8 +132,8 @@ def test_bundle_optimizers_and_hyperparameters(cfg):
     step, elapsed = 5500, 0.0
     c = dataclasses.replace(cfg, max_wallclock_seconds=0.0)
     bundle.set_schedule(lr_multiplier(step, elapsed, c), muon_momentum(750, cfg))
-    assert bundle.lrs() == pytest.approx({"muon": 0.0125, "embed": 0.0175, "scalar": 0.0125})
-    assert opts["muon"].param_groups[0]["momentum"] == pytest.approx(0.955)
+    assert bundle.lrs() == pytest.approx({"matrix": 0.0125, "embed": 0.0175, "scalar": 0.0125})
+    assert opts["matrix"].param_groups[0]["momentum"] == pytest.approx(0.955)
 
 
 def _random_grads(model: nn.Module, seed: int) -> None:
@@ -174,7 +174,7 @@ def test_state_dict_round_trip(cfg):
 
     fresh = build_optimizers(tiny_spec_model(), cfg)
     with pytest.raises(ValueError, match="groups"):
-        fresh.load_state_dict({"muon": saved["optim"]["muon"]})
+        fresh.load_state_dict({"matrix": saved["optim"]["matrix"]})
 
 
 def test_runtime_sets_muon_sharding_and_cpu_is_never_compiled(cfg):

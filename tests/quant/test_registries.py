@@ -8,6 +8,7 @@ import hashlib
 import pytest
 import torch
 
+from pipeline.model import naming
 from pipeline.quant.artifact import MAGIC, pack_artifact, read_artifact, write_artifact
 from pipeline.quant.compressors import Compressor, get_compressor, register_compressor
 from pipeline.quant.methods import register_method
@@ -15,7 +16,8 @@ from pipeline.quant.methods import register_method
 from .conftest import g3_shapes, random_state_dict
 
 
-def test_record_artifact_bytes_are_those_of_the_fixed_int6_int8_zstd_packer(g3_state_dict, fast_quant_cfg):
+def test_record_artifact_bytes_are_those_of_the_fixed_int6_int8_zstd_packer(g3_state_dict, fast_quant_cfg,
+                                                                           monkeypatch):
     # sha256 and size of these artifacts as written by the packer before the registries (commit 2d4cc66),
     # with the quant params read from params.yaml.  The second has int6 attn and mlp matrices and int8
     # for both the embedding and a 3-D tensor: their scheme names come from different params fields.
@@ -26,6 +28,9 @@ def test_record_artifact_bytes_are_those_of_the_fixed_int6_int8_zstd_packer(g3_s
     assert (stats.method, stats.compressor) == ("rtn", "zstd")
     sd = random_state_dict(g3_shapes(num_layers=2, dim=512, heads=8, kv_heads=4))
     sd["blocks.0.mlp.conv"] = sd["blocks.0.mlp.fc.weight"].reshape(512, 3, 512)[:300].clone()
+    # A made-up parameter: one entry in the parameter table (pipeline/model/naming.py) lets it through.
+    monkeypatch.setattr(naming, "PARAM_RULES", naming.PARAM_RULES + (
+        naming.ParamRule(r"blocks\.\d+\.mlp\.conv", "scalar", "mlp", "mlp"),))
     blob, stats = pack_artifact(sd, fast_quant_cfg, {"seed": 1})
     assert (stats.counts["int6"], stats.counts["int8"], stats.counts["kept"]) == (12, 2, 13)
     assert (len(blob), hashlib.sha256(blob).hexdigest()) == (
