@@ -338,6 +338,7 @@ class Trainer:
             "compile_warmup_seconds": self.compile_seconds,
             "peak_memory_bytes": self.rt.peak_memory_bytes(),
             "qat_step": st.qat_step,
+            "loop_step": st.loop_step,
             "snapshot_steps": self.keeper.steps,
             "params_digest": self.params.digest(),
             "final_train_loss": st.step_rows[-1].train_loss if st.step_rows else math.nan,
