@@ -9,7 +9,9 @@ needed: tokens are uniform random ids, which exercise the same kernels.
 FLOPs per token (training): 6 x (matrix parameters that multiply every token,
 the tied head included) + 6 x layers x seq_len x model_dim for causal
 attention (QK^T and AV, forward 2·T·d per token each halved by the mask, x3
-for backward).  MFU is that times tokens/s over the device's dense bf16 peak.
+for backward).  With depth recurrence (model.recurrence) a looped block counts
+once per pass, matrices and attention alike: the model is timed looped, its
+steady state for the last 65 % of the record's training.  MFU is that times tokens/s over the device's dense bf16 peak.
 """
 
 from __future__ import annotations
