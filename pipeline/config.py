@@ -25,6 +25,7 @@ from pathlib import Path, PurePath
 from typing import Any, Literal
 
 from pipeline.errors import PgolfError
+from pipeline.stage_params import fingerprint_values
 
 
 class ConfigError(PgolfError, ValueError):
@@ -328,8 +329,21 @@ class Params:
 
     def digest(self) -> str:
         """sha256 of the canonical JSON of every parameter: a provenance fingerprint."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+        return _sha256_json(self.to_dict())
+
+    def stage_digest(self, stage: str) -> str:
+        """sha256 of the canonical JSON of the params `stage` reads (`pipeline.stage_params.STAGE_PARAMS`,
+        the same keys as dvc.yaml), output locations (`LOCATION_KEYS`) left out: changes when DVC would
+        re-run the stage for a params change, other than a moved output directory."""
+        return _sha256_json(fingerprint_values(self.to_dict(), stage))
+
+    def stage_digests(self, stages: tuple[str, ...]) -> dict[str, str]:
+        return {stage: self.stage_digest(stage) for stage in stages}
+
+
+def _sha256_json(value: Any) -> str:
+    blob = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
 # --------------------------------------------------------------------------- loading

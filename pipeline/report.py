@@ -23,6 +23,7 @@ from typing import Any
 from scipy import stats as scipy_stats
 
 from pipeline.config import ReportConfig
+from pipeline.records import SeedMetrics
 
 SCORE_KEY = "sliding_bpb"  # the figure the verdict is about (SPEC §5: the sliding-window score)
 # Sections of a metrics file that describe the run rather than measure it.
@@ -106,7 +107,7 @@ def describe(values: Sequence[float]) -> dict[str, float | None]:
 
 
 def summarize(
-    per_seed: Mapping[int | str, Mapping[str, Any]], cfg: ReportConfig, score_key: str = SCORE_KEY
+    per_seed: Mapping[int | str, SeedMetrics | Mapping[str, Any]], cfg: ReportConfig, score_key: str = SCORE_KEY
 ) -> dict[str, Any]:
     """Per-seed figures, their mean/std/min/max, and the verdict on `score_key`.
 
@@ -116,7 +117,7 @@ def summarize(
     """
     if not per_seed:
         raise ValueError("report needs the metrics of at least one seed")
-    flat = {str(seed): _flatten(m) for seed, m in per_seed.items()}
+    flat = {str(seed): _flatten(m.to_dict() if isinstance(m, SeedMetrics) else m) for seed, m in per_seed.items()}
     missing = [seed for seed, m in flat.items() if score_key not in m]
     if missing:
         raise ValueError(f"seed(s) {', '.join(missing)}: no {score_key!r} figure in the metrics")

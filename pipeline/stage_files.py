@@ -1,17 +1,19 @@
-"""Guarded readers for the files one stage hands to the next.
+"""Guarded readers (and the writers) for the files one stage hands to the next.
 
 Each reader turns every way such a file can be wrong -- missing, unreadable,
 truncated, not a dict, a missing key, a value of the wrong type, a torch
 archive that would need code to unpickle -- into one `PgolfError` line that
 names the file, so no stage meets a traceback on a damaged input.  The
 readers check shape, not meaning: `pipeline.weights_check` compares weights
-with the configured model.
+with the configured model.  The JSON records come back as the typed objects
+of `pipeline.records`, and the stages write them with the `write_*` functions
+here, so no other module handles them by string keys.
 
     averaged.pt / final.pt / ema.pt   read_state_dict      {name: Tensor}
     snapshots.pt                      read_snapshots       {"steps": [int], "states": [{name: Tensor}]}
-    size.json                         read_size_report     {"artifact": {...}, "size": {...bytes...}}
-    train_summary.json                read_train_summary   {"steps", "train_seconds", "mean_step_ms", ...}
-    metrics/seeds/seed_N.json         read_seed_metrics    {"sliding_bpb", ...}
+    size.json                         read_size_report     SizeReport (its "size" section)
+    train_summary.json                read_train_summary   TrainSummary
+    metrics/seeds/seed_N.json         read_seed_metrics    SeedMetrics
     data manifest.json                read_manifest        {"format", "tokenizer", "splits", ...}
 """
 
@@ -27,7 +29,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from pipeline import atomic
 from pipeline.errors import PgolfError, first_line
+from pipeline.records import PASSES, CodeFile, Figures, SeedMetrics, SizeReport, TrainSummary
 
 _NUMBER = (int, float)
 
@@ -134,47 +138,100 @@ def _field(obj: dict[str, Any], key: str, kinds: tuple[type, ...], path: Path, w
 def _kind_name(kinds: tuple[type, ...]) -> str:
     if kinds == _NUMBER:
         return "a number"
-    names = {int: "an integer", str: "a string", dict: "an object", list: "a list"}
+    names = {int: "an integer", str: "a string", dict: "an object", list: "a list", bool: "true or false"}
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
-SIZE_FIELDS = ("model_bytes", "code_bytes", "total_bytes")
-TRAIN_SUMMARY_FIELDS = {"steps": (int,), "train_seconds": _NUMBER, "mean_step_ms": _NUMBER}
+SIZE_FIELDS = ("model_bytes", "code_bytes", "total_bytes", "cap_bytes", "headroom_bytes")
 SCORE_FIELD = "sliding_bpb"
 
 
-def read_size_report(path: Path, extra: tuple[str, ...] = ()) -> dict[str, Any]:
-    """size.json's "size" section: model, code and total bytes (integers), and the `extra` keys
-    present (e.g. `modules_sha256`, the code train_gpt.py embeds)."""
+def read_size_report(path: Path) -> SizeReport:
+    """size.json's "size" section as the `SizeReport` quantize wrote: model, code and total bytes
+    and the cap (integers), the embedded code files, `modules_sha256` and the stage digests."""
     path = Path(path)
     report = read_json_object(path, "written by `pgolf quantize`")
     size = _field(report, "size", (dict,), path)
-    fields: dict[str, Any] = {key: _field(size, key, (int,), path, "size.") for key in SIZE_FIELDS}
-    return fields | {key: size[key] for key in extra if key in size}
+    ints = {key: _field(size, key, (int,), path, "size.") for key in SIZE_FIELDS}
+    files = [CodeFile(path=_field(f, "path", (str,), path, f"size.files[{i}]."),
+                      bytes=_field(f, "bytes", (int,), path, f"size.files[{i}]."))
+             for i, f in enumerate(_list_of_objects(size, "files", path, "size."))]
+    digests = _field(size, "stage_digests", (dict,), path, "size.") if "stage_digests" in size else {}
+    return SizeReport(
+        **ints,
+        within_cap=_field(size, "within_cap", (bool,), path, "size."),
+        files=files,
+        modules_sha256=_field(size, "modules_sha256", (str,), path, "size.") if "modules_sha256" in size else "",
+        stage_digests={str(k): str(v) for k, v in digests.items()},
+    )
 
 
-def read_train_summary(path: Path) -> dict[str, Any]:
-    """train_summary.json, with the fields later stages read checked."""
+def _list_of_objects(obj: dict[str, Any], key: str, path: Path, where: str) -> list[dict[str, Any]]:
+    """obj[key] when present: a list of JSON objects ([] when absent)."""
+    items = _field(obj, key, (list,), path, where) if key in obj else []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise PgolfError(f"{path}: '{where}{key}[{i}]' is not an object")
+    return items
+
+
+# train_summary.json: each field's JSON type (qat_step may be null; final_train_loss may be NaN).
+TRAIN_SUMMARY_FIELDS = {"steps": (int,), "train_seconds": _NUMBER, "mean_step_ms": _NUMBER,  # what later stages use
+                        "seed": (int,), "world_size": (int,), "device": (str,), "stopped_by": (str,),
+                        "tokens_seen": (int,), "tokens_per_second": _NUMBER, "compile_warmup_seconds": _NUMBER,
+                        "peak_memory_bytes": (int,), "snapshot_steps": (list,), "params_digest": (str,)}
+
+
+def read_train_summary(path: Path) -> TrainSummary:
+    """train_summary.json as the `TrainSummary` `pgolf train` wrote, every field checked."""
     path = Path(path)
     summary = read_json_object(path, "written by `pgolf train`")
-    for key, kinds in TRAIN_SUMMARY_FIELDS.items():
-        _field(summary, key, kinds, path)
-    return summary
+    values = {key: _field(summary, key, kinds, path) for key, kinds in TRAIN_SUMMARY_FIELDS.items()}
+    qat_step = summary.get("qat_step")
+    if qat_step is not None:
+        _field(summary, "qat_step", (int,), path)
+    loss = summary.get("final_train_loss")
+    if not isinstance(loss, _NUMBER) or isinstance(loss, bool):
+        raise PgolfError(f"{path}: 'final_train_loss' is {json.dumps(loss)[:40]}, expected a number")
+    loop_step = summary.get("loop_step")  # absent in summaries written before depth recurrence
+    if loop_step is not None:
+        _field(summary, "loop_step", (int,), path)
+    outputs = _field(summary, "outputs_sha256", (dict,), path) if "outputs_sha256" in summary else {}
+    return TrainSummary(**values, qat_step=qat_step, final_train_loss=float(loss),
+                        outputs_sha256={str(k): str(v) for k, v in outputs.items()}, loop_step=loop_step)
 
 
-def read_seed_metrics(path: Path, seed: int) -> dict[str, Any]:
-    """metrics/seeds/seed_N.json: a finite score, and the seed it claims to be."""
+def read_seed_metrics(path: Path, seed: int) -> SeedMetrics:
+    """metrics/seeds/seed_N.json as the `SeedMetrics` `pgolf evaluate` wrote: a finite score first,
+    the seed it claims to be, then every figure."""
     path = Path(path)
     metrics = read_json_object(path, f"run `pgolf evaluate --seed {seed}`")
     _field(metrics, SCORE_FIELD, _NUMBER, path)
     if "seed" in metrics and metrics["seed"] != seed:
         raise PgolfError(f"{path}: holds the metrics of seed {metrics['seed']!r}, not {seed}")
-    for key in ("total_bytes", "code_bytes"):
-        if key in metrics:
-            _field(metrics, key, (int,), path)
-    if "sliding_loss" in metrics:
-        _field(metrics, "sliding_loss", _NUMBER, path)
-    return metrics
+    passes = {name: Figures(loss=_field(metrics, f"{name}_loss", _NUMBER, path),
+                            bpb=_field(metrics, f"{name}_bpb", _NUMBER, path),
+                            tokens=_field(metrics, f"{name}_tokens", (int,), path),
+                            seconds=_field(metrics, f"{name}_seconds", _NUMBER, path))
+              for name in PASSES}
+    ints = {key: _field(metrics, key, (int,), path) for key in ("steps", "model_bytes", "code_bytes", "total_bytes")}
+    numbers = {key: _field(metrics, key, _NUMBER, path) for key in ("train_seconds", "mean_step_ms")}
+    extra = {key: _field(metrics, key, (dict,), path) for key in ("eval", "provenance") if key in metrics}
+    seed_field = _field(metrics, "seed", (int,), path) if "seed" in metrics else None
+    return SeedMetrics(**passes, **ints, **numbers, seed=seed_field, **extra)
+
+
+def write_train_summary(path: Path, summary: TrainSummary) -> None:
+    atomic.write_json(path, summary.to_dict())
+
+
+def write_seed_metrics(path: Path, metrics: SeedMetrics) -> None:
+    atomic.write_json(path, metrics.to_dict())
+
+
+def write_size_json(path: Path, artifact: dict[str, Any], size: SizeReport) -> None:
+    """size.json: {"artifact": the artifact's stats, "size": the size report}."""
+    atomic.write_json(path, {"artifact": artifact, "size": size.to_dict()})
 
 
 def read_manifest(path: Path) -> dict[str, Any]:

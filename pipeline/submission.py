@@ -34,8 +34,10 @@ from pipeline.export.script import SCRIPT_NAME, exported_script, modules_sha256,
 from pipeline.layout import MetricsLayout, RunLayout
 from pipeline.quant.pairing import check_size_report
 from pipeline.quant.size import size_report
+from pipeline.records import SeedMetrics
 from pipeline.report import render_markdown
 from pipeline.stage_files import read_seed_metrics, read_size_report
+from pipeline.stage_params import PACKED_STAGES
 from pipeline.train.outputs import check_train_outputs
 from pipeline.train.steplog import StepRow, ValRow, read_tsv
 
@@ -53,9 +55,9 @@ class Identity:
     track: str = "10min_16mb"
 
 
-def seed_log(seed: str, metrics: Mapping[str, Any], run: RunLayout, params: Params, code_bytes: int) -> str:
+def seed_log(seed: str, metrics: SeedMetrics, run: RunLayout, params: Params, code_bytes: int) -> str:
     """One seed's run in train_gpt.py's line formats, from the pipeline's records of it."""
-    prov = metrics.get("provenance", {})
+    prov = metrics.provenance or {}
     lines = [f"pgolf export: params {str(prov.get('params_digest'))[:12]} seed:{seed} "
              f"world_size:{prov.get('world_size')} device:{prov.get('device')}"]
     rows: list[tuple[int, int, StepRow | ValRow]] = []
@@ -68,10 +70,10 @@ def seed_log(seed: str, metrics: Mapping[str, Any], run: RunLayout, params: Para
             rows.append((row.step, 1, row))
     lines += [row_line(row, params.train.iterations) for _, _, row in sorted(rows, key=lambda t: t[:2])]
     size = read_size_report(run.size_report)
-    report = size_report(size["model_bytes"], params.quant, code_bytes, enforce=False)
+    report = size_report(size.model_bytes, params.quant, code_bytes, enforce=False)
     averaged = run.averaged.stat().st_size if run.averaged.is_file() else None
     lines += size_lines(averaged, report)
-    lines += final_lines(metrics, int(metrics.get("eval", {}).get("stride", params.eval.stride)))
+    lines += final_lines(metrics, int((metrics.eval or {}).get("stride", params.eval.stride)))
     return "\n".join(lines) + "\n"
 
 
@@ -82,13 +84,13 @@ def _std(values: list[float]) -> float | None:
     return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
-def submission_fields(summary: Mapping[str, Any], per_seed: Mapping[str, Mapping[str, Any]], who: Identity,
+def submission_fields(summary: Mapping[str, Any], per_seed: Mapping[str, SeedMetrics], who: Identity,
                       code_bytes: int, baseline_bpb: float) -> dict[str, Any]:
     """submission.json: the fields of the challenge's recent records; sizes count `code_bytes`."""
-    bpbs = [m["sliding_bpb"] for m in per_seed.values()]
-    losses = [m["sliding_loss"] for m in per_seed.values()]
+    bpbs = [m.sliding_bpb for m in per_seed.values()]
+    losses = [m.sliding_loss for m in per_seed.values()]
     val_bpb = math.fsum(bpbs) / len(bpbs)
-    artifact = {s: int(m["model_bytes"]) + code_bytes for s, m in per_seed.items()}
+    artifact = {s: m.model_bytes + code_bytes for s, m in per_seed.items()}
     sig = summary["significance"]
     blurb = who.blurb or (f"Trained and packed with pgolf; score = mean int6 sliding-window bpb over seeds "
                           f"{', '.join(per_seed)} (verdict {sig['verdict']}, p = {sig['p']}).")
@@ -106,12 +108,12 @@ def submission_fields(summary: Mapping[str, Any], per_seed: Mapping[str, Mapping
         "seeds": [int(s) for s in per_seed],
         "seed_results": {
             s: {
-                "val_loss": m["sliding_loss"],
-                "val_bpb": m["sliding_bpb"],
+                "val_loss": m.sliding_loss,
+                "val_bpb": m.sliding_bpb,
                 "artifact_bytes": artifact[s],
-                "steps": int(m["steps"]),
-                "step_avg_ms": m["mean_step_ms"],
-                "eval_time_s": m["sliding_seconds"],
+                "steps": m.steps,
+                "step_avg_ms": m.mean_step_ms,
+                "eval_time_s": m.sliding.seconds,
             }
             for s, m in per_seed.items()
         },
@@ -124,7 +126,7 @@ def submission_fields(summary: Mapping[str, Any], per_seed: Mapping[str, Mapping
     }
 
 
-def _readme(summary: Mapping[str, Any], per_seed: Mapping[str, Mapping[str, Any]], fields: Mapping[str, Any],
+def _readme(summary: Mapping[str, Any], per_seed: Mapping[str, SeedMetrics], fields: Mapping[str, Any],
             params: Params, compressed: bool) -> str:
     code = fields["bytes_code"]
     form = "a self-extracting lzma wrapper around its source" if compressed else "plain Python"
@@ -148,7 +150,7 @@ def _readme(summary: Mapping[str, Any], per_seed: Mapping[str, Mapping[str, Any]
              f"code as `{SCRIPT_NAME}`), rendered in the script's log format.", "",
              "## Provenance", ""]
     for seed, metrics in per_seed.items():
-        prov = metrics.get("provenance", {})
+        prov = metrics.provenance or {}
         git = prov.get("git", {})
         dirty = " (dirty tree)" if git.get("dirty") else ""
         lines.append(
@@ -159,7 +161,7 @@ def _readme(summary: Mapping[str, Any], per_seed: Mapping[str, Mapping[str, Any]
     return "\n".join(lines) + "\n"
 
 
-def export_records(out_dir: Path, summary: Mapping[str, Any], per_seed: Mapping[str, Mapping[str, Any]],
+def export_records(out_dir: Path, summary: Mapping[str, Any], per_seed: Mapping[str, SeedMetrics],
                    runs: Mapping[str, RunLayout], params: Params, who: Identity, compress: bool = False,
                    force: bool = False) -> dict[str, Any]:
     """Write the records folder atomically; returns submission.json's fields.
@@ -179,16 +181,13 @@ def export_records(out_dir: Path, summary: Mapping[str, Any], per_seed: Mapping[
         check_size_report(run.artifact, run.size_report, int(seed))  # one quantize run's pair
         check_train_outputs(run, int(seed))
     code = modules_sha256()
-    for seed, run in runs.items():  # the code that produced the run is the code exported
-        recorded = read_size_report(run.size_report, extra=("modules_sha256",)).get("modules_sha256")
-        if recorded != code:
-            raise PgolfError(f"{run.size_report}: seed {seed} was packed by other pgolf code than this "
-                             "checkout's (re-run `dvc repro` before exporting)")
+    for seed, run in runs.items():  # the code and params that produced the run are those exported
+        check_packed_with(run.size_report, seed, code, params)
     script = exported_script(params, compress)
     fields = submission_fields(summary, per_seed, who, len(script), params.report.baseline_bpb)
     for seed, metrics in per_seed.items():  # the cap, counted with the file written here
         if not params.quant.allow_oversize:
-            size_report(int(metrics["model_bytes"]), params.quant, len(script))
+            size_report(metrics.model_bytes, params.quant, len(script))
     with atomic.atomic_dir(out_dir, force=force, kind="submission") as tmp:
         (tmp / SCRIPT_NAME).write_bytes(script)
         (tmp / "requirements.txt").write_text("".join(f"{r}\n" for r in requirements()), encoding="utf-8")
@@ -200,6 +199,19 @@ def export_records(out_dir: Path, summary: Mapping[str, Any], per_seed: Mapping[
     return fields
 
 
+def check_packed_with(size_json: Path, seed: str, code_sha256: str, params: Params) -> None:
+    """Refuse a seed packed by other pgolf code (`modules_sha256`) or whose train, swa or quantize
+    params differ from `params` (the stage digests quantize recorded in size.json)."""
+    size = read_size_report(size_json)
+    if size.modules_sha256 != code_sha256:
+        raise PgolfError(f"{size_json}: seed {seed} was packed by other pgolf code than this "
+                         "checkout's (re-run `dvc repro` before exporting)")
+    changed = [stage for stage in PACKED_STAGES if size.stage_digests.get(stage) != params.stage_digest(stage)]
+    if changed:
+        raise PgolfError(f"{size_json}: seed {seed} was made with other params for the {', '.join(changed)} "
+                         "stage(s) than these params (re-run `dvc repro` before exporting)")
+
+
 def export_inputs(runs: Mapping[str, RunLayout]) -> list[tuple[Path, str]]:
     """Every file `export_records` needs from each seed's run, for `preflight`."""
     return [(src, f"cannot export seed {seed}; run its stages first")
@@ -207,6 +219,6 @@ def export_inputs(runs: Mapping[str, RunLayout]) -> list[tuple[Path, str]]:
             for src in (run.artifact, run.train_log, run.train_summary, run.size_report)]
 
 
-def load_seed_metrics(metrics: MetricsLayout, seeds: list[int]) -> dict[str, dict[str, Any]]:
+def load_seed_metrics(metrics: MetricsLayout, seeds: list[int]) -> dict[str, SeedMetrics]:
     """Each seed's metrics file, in the order of `seeds`; a missing file names the stage to run."""
     return {str(seed): read_seed_metrics(metrics.seed(seed), seed) for seed in seeds}

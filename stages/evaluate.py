@@ -41,6 +41,7 @@ def evaluate_command(
     from pipeline.quant.pairing import check_size_report
     from pipeline.preflight import prepared_data, preflight
     from pipeline.runtime import init_runtime, launched_by_torchrun, shutdown_runtime
+    from pipeline.stage_files import write_seed_metrics
     from pipeline.train.launch import relaunch
 
     if (seed is None) == (checkpoint is None):
@@ -70,14 +71,18 @@ def evaluate_command(
     try:
         show = sys.stderr.isatty() if progress is None else progress
         ev = Evaluator(p.model, p.eval, Path(p.data.out_dir), rt, progress=show and rt.is_main)
+        eval_params, prov = dataclasses.asdict(p.eval), provenance(rt, p.digest())
         if checkpoint is not None:
-            metrics = checkpoint_metrics(ev, checkpoint)
+            metrics = {**checkpoint_metrics(ev, checkpoint), "eval": eval_params, "provenance": prov}
+            score = metrics["sliding_bpb"]
+            if rt.is_main:
+                atomic.write_json(target, metrics)
         else:
-            metrics = {"seed": seed, **seed_metrics(ev, run)}
-        metrics["eval"] = dataclasses.asdict(p.eval)
-        metrics["provenance"] = provenance(rt, p.digest())
+            scored = seed_metrics(ev, run).with_run(seed, eval_params, prov)
+            score = scored.sliding_bpb
+            if rt.is_main:
+                write_seed_metrics(target, scored)
         if rt.is_main:
-            atomic.write_json(target, metrics)
-            typer.echo(f"sliding-window bpb {metrics['sliding_bpb']:.5f} -> {target}")
+            typer.echo(f"sliding-window bpb {score:.5f} -> {target}")
     finally:
         shutdown_runtime(rt)

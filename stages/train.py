@@ -68,7 +68,7 @@ def train_command(
             shutdown_runtime(rt)
     if rt.is_main:
         typer.echo(
-            f"seed {seed}: {summary['steps']} steps in {summary['train_seconds']:.1f} s "
-            f"({summary['mean_step_ms']:.1f} ms/step, {summary['tokens_per_second']:,.0f} tokens/s), "
-            f"final train loss {summary['final_train_loss']:.4f}"
+            f"seed {seed}: {summary.steps} steps in {summary.train_seconds:.1f} s "
+            f"({summary.mean_step_ms:.1f} ms/step, {summary.tokens_per_second:,.0f} tokens/s), "
+            f"final train loss {summary.final_train_loss:.4f}"
         )

@@ -19,6 +19,33 @@ def _metrics(bpb: float, seed: int) -> dict:
             "sizes": {"total_bytes": 15_580_000 + seed}, "ok": True, "device": "8xH100"}
 
 
+def seed_metrics_record(bpb: float, seed: int):
+    """A complete metrics file's record, as `pgolf evaluate` writes it."""
+    from pipeline.records import Figures, SeedMetrics
+
+    def fig(b: float) -> Figures:
+        return Figures(loss=b / 0.6, bpb=b, tokens=62_021_632, seconds=70.0)
+
+    return SeedMetrics(prequant_final_standard=fig(bpb + 0.03), prequant_averaged_standard=fig(bpb + 0.02),
+                       int6_standard=fig(bpb + 0.025), sliding=fig(bpb), steps=6250, train_seconds=600.0,
+                       mean_step_ms=96.0, model_bytes=15_500_000, code_bytes=80_000, total_bytes=15_580_000,
+                       seed=seed, eval={"stride": 64}, provenance={"device": "8xH100"})
+
+
+def test_typed_seed_metrics_round_trip_and_summarize_like_their_json(record_params, tmp_path):
+    from pipeline.stage_files import read_seed_metrics, write_seed_metrics
+
+    records = {seed: seed_metrics_record(bpb, seed) for seed, bpb in RECORD.items()}
+    for seed, record in records.items():
+        write_seed_metrics(tmp_path / f"{seed}.json", record)
+        assert read_seed_metrics(tmp_path / f"{seed}.json", seed) == record
+    assert json.loads((tmp_path / "1337.json").read_text())["sliding_bpb"] == RECORD[1337]
+    typed = summarize(records, record_params.report)
+    assert typed == summarize({s: r.to_dict() for s, r in records.items()}, record_params.report)
+    assert typed["figures"]["sliding_bpb"]["mean"] == pytest.approx(sum(RECORD.values()) / 3)
+    assert not any(k.startswith(("eval.", "provenance.")) for k in typed["figures"])
+
+
 def test_matches_scipy_on_the_record(record_params):
     cfg = record_params.report
     sig = significance_test(list(RECORD.values()), cfg)
@@ -100,7 +127,7 @@ def test_report_on_a_seed_without_its_score_is_one_line_naming_the_file(record_p
     monkeypatch.chdir(tmp_path)
     layout = MetricsLayout()
     layout.seed(1337).parent.mkdir(parents=True)
-    layout.seed(1337).write_text(json.dumps(_metrics(1.12962, 1337)))
+    layout.seed(1337).write_text(json.dumps(seed_metrics_record(1.12962, 1337).to_dict()))
     layout.seed(1335).write_text(content)
     params = write_params(dataclasses.replace(record_params, seeds=(1337, 1335)), tmp_path / "params.yaml")
     result = CliRunner().invoke(app, ["report", "--params", str(params)])

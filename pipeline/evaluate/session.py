@@ -26,6 +26,7 @@ from pipeline.evaluate.bytes import build_byte_luts
 from pipeline.evaluate.scoring import EvalSums, evaluate_sliding_window, evaluate_standard
 from pipeline.model import GPT
 from pipeline.progress import progress_bar
+from pipeline.records import Figures, SeedMetrics
 from pipeline.runtime import Runtime
 from pipeline.stage_files import read_size_report, read_state_dict, read_train_summary
 from pipeline.weights_check import check_weights
@@ -79,13 +80,12 @@ class Evaluator:
 
 
 def figures(prefix: str, sums: EvalSums, seconds: float) -> dict[str, Any]:
-    """`{prefix}_loss`, `{prefix}_bpb`, `{prefix}_tokens`, `{prefix}_seconds` for the metrics file."""
-    return {
-        f"{prefix}_loss": sums.loss,
-        f"{prefix}_bpb": sums.bpb,
-        f"{prefix}_tokens": sums.tokens,
-        f"{prefix}_seconds": seconds,
-    }
+    """`{prefix}_loss`, `{prefix}_bpb`, `{prefix}_tokens`, `{prefix}_seconds` for a checkpoint's metrics file."""
+    return pass_figures(sums, seconds).to_dict(prefix)
+
+
+def pass_figures(sums: EvalSums, seconds: float) -> Figures:
+    return Figures(loss=sums.loss, bpb=sums.bpb, tokens=sums.tokens, seconds=seconds)
 
 
 def _same_weights(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> bool:
@@ -101,7 +101,7 @@ def evaluation_inputs(layout: RunLayout, seed: int) -> list[tuple[Path, str]]:
     ]
 
 
-def seed_metrics(ev: Evaluator, layout: RunLayout) -> dict[str, Any]:
+def seed_metrics(ev: Evaluator, layout: RunLayout) -> SeedMetrics:
     """SPEC §5's per-seed figures: pre-quantisation standard, int6 round-trip standard and
     int6 sliding-window bpb, plus steps, train time and sizes from the earlier stages.
 
@@ -123,25 +123,25 @@ def seed_metrics(ev: Evaluator, layout: RunLayout) -> dict[str, Any]:
     check_weights(state, ev.model_cfg, layout.artifact)
     averaged = read_state_dict(layout.averaged, "written by `pgolf swa`")
     check_weights(averaged, ev.model_cfg, layout.averaged)
-    metrics: dict[str, Any] = {}
     final = read_state_dict(layout.final_weights, "written by `pgolf train`")
     check_weights(final, ev.model_cfg, layout.final_weights)
     final_figures = ev.standard(ev.model_from_state(final))
-    metrics.update(figures("prequant_final_standard", *final_figures))
     averaged_figures = final_figures if _same_weights(final, averaged) else ev.standard(ev.model_from_state(averaged))
-    metrics.update(figures("prequant_averaged_standard", *averaged_figures))
     model = ev.model_from_state(state)
-    metrics.update(figures("int6_standard", *ev.standard(model)))
-    metrics.update(figures("sliding", *ev.sliding(model)))
-    metrics.update({
-        "steps": train["steps"],
-        "train_seconds": train["train_seconds"],
-        "mean_step_ms": train["mean_step_ms"],
-        "model_bytes": size["model_bytes"],
-        "code_bytes": size["code_bytes"],
-        "total_bytes": size["total_bytes"],
-    })
-    return metrics
+    int6_figures = ev.standard(model)
+    sliding_figures = ev.sliding(model)
+    return SeedMetrics(
+        prequant_final_standard=pass_figures(*final_figures),
+        prequant_averaged_standard=pass_figures(*averaged_figures),
+        int6_standard=pass_figures(*int6_figures),
+        sliding=pass_figures(*sliding_figures),
+        steps=train.steps,
+        train_seconds=train.train_seconds,
+        mean_step_ms=train.mean_step_ms,
+        model_bytes=size.model_bytes,
+        code_bytes=size.code_bytes,
+        total_bytes=size.total_bytes,
+    )
 
 
 def load_weights(path: Path) -> dict[str, Tensor]:

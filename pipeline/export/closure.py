@@ -106,5 +106,36 @@ def code_files(roots: Sequence[str] = DEFAULT_ROOTS, source_root: Path | None = 
     return [CodeFile(p, n) for p, n in sorted(files.items())]
 
 
+def import_closure(roots: Sequence[str], tops: Sequence[str], source_root: Path | None = None) -> list[str]:
+    """Source files (paths relative to the source root) of the modules `roots` import, transitively,
+    within the top-level packages `tops` (e.g. ``("stages", "pipeline")``): a stage's code.
+
+    Unlike `code_files`, a package reached by an import contributes its ``__init__.py`` only,
+    not every module in it."""
+    root_dir = (source_root or _SOURCE_ROOT).resolve()
+    resolvers = {top: _Resolver(root_dir, top) for top in tops}
+
+    def resolver_of(module: str) -> _Resolver | None:
+        return resolvers.get(module.split(".")[0])
+
+    pending = list(roots)
+    seen: dict[str, Path] = {}
+    while pending:
+        module = pending.pop()
+        for name in _with_parents(module):
+            resolver = resolver_of(name)
+            if name in seen or resolver is None:
+                continue
+            path = resolver.file_of(name)
+            if path is None:  # an attribute imported by `from x import name`, not a module
+                if name == module and name in roots:
+                    raise ArtifactError(f"module {name!r} not found under {root_dir}")
+                continue
+            seen[name] = path
+            pending.extend(m for m in _imported_modules(path, name, path.name == "__init__.py")
+                           if resolver_of(m) is not None)
+    return sorted(path.relative_to(root_dir).as_posix() for path in seen.values())
+
+
 def total_code_bytes(files: Iterable[CodeFile]) -> int:
     return sum(f.bytes for f in files)

@@ -35,6 +35,8 @@ from pipeline.evaluate.session import Evaluator, seed_metrics
 from pipeline.layout import RunLayout
 from pipeline.quant.packing import pack_run, write_packed
 from pipeline.quant.size import SizeReport
+from pipeline.records import SeedMetrics
+from pipeline.stage_files import write_seed_metrics
 from pipeline.runtime import Runtime, init_runtime, shutdown_runtime
 from pipeline.train.averaging import averaged_weights
 from pipeline.train.loop import train
@@ -104,15 +106,16 @@ def size_lines(averaged_bytes: int | None, size: SizeReport) -> list[str]:
     ]
 
 
-def final_lines(metrics: Mapping[str, Any], stride: int) -> list[str]:
+def final_lines(metrics: SeedMetrics, stride: int) -> list[str]:
     """The scores of `seed_metrics` in the record scripts' wording, rounded and exact."""
     lines = []
     for label, key in (("final_prequant", "prequant_final_standard"), ("final_int6_roundtrip", "int6_standard"),
                        ("final_int6_sliding_window", "sliding")):
-        loss, bpb = metrics[f"{key}_loss"], metrics[f"{key}_bpb"]
+        figures = getattr(metrics, key)
+        loss, bpb = figures.loss, figures.bpb
         extra = f" stride:{stride}" if key == "sliding" else ""
         lines.append(f"{label} val_loss:{loss:.4f} val_bpb:{bpb:.4f}{extra} "
-                     f"eval_time:{1000 * metrics[f'{key}_seconds']:.0f}ms")
+                     f"eval_time:{1000 * figures.seconds:.0f}ms")
         lines.append(f"{label}_exact val_loss:{loss:.8f} val_bpb:{bpb:.8f}")
     return lines
 
@@ -126,7 +129,7 @@ def _agree(ok: bool, rt: Runtime) -> bool:
     return bool(flag[0])
 
 
-def run(p: Params, seed: int, data: DataLayout, layout: RunLayout, script: Path, rt: Runtime, log: Log) -> dict[str, Any]:
+def run(p: Params, seed: int, data: DataLayout, layout: RunLayout, script: Path, rt: Runtime, log: Log) -> SeedMetrics:
     """One seed from scratch to its metrics (rank 0 writes every file)."""
     iterations = p.train.iterations
     code = script.stat().st_size
@@ -136,8 +139,8 @@ def run(p: Params, seed: int, data: DataLayout, layout: RunLayout, script: Path,
     log(f"pgolf export: params {p.digest()[:12]} seed:{seed} world_size:{rt.world_size} device:{rt.device_name()}")
     log(f"train_shards:{len(data.train_files())} val_shards:{len(data.val_files())} tokenizer:{data.tokenizer}")
     summary = train(p, seed, data, layout.run_dir, rt, progress=False, on_row=lambda r: log(row_line(r, iterations)))
-    log(f"stopping at step:{summary['steps']}/{iterations} train_time:{1000 * summary['train_seconds']:.0f}ms "
-        f"({summary['stopped_by']}); peak memory allocated: {summary['peak_memory_bytes'] // 2**20} MiB")
+    log(f"stopping at step:{summary.steps}/{iterations} train_time:{1000 * summary.train_seconds:.0f}ms "
+        f"({summary.stopped_by}); peak memory allocated: {summary.peak_memory_bytes // 2**20} MiB")
     ok, error = True, ""
     if rt.is_main:
         try:
@@ -154,12 +157,11 @@ def run(p: Params, seed: int, data: DataLayout, layout: RunLayout, script: Path,
         raise PgolfError(error or "rank 0 failed to average or pack the weights")
     rt.barrier()
     ev = Evaluator(p.model, p.eval, data, rt)
-    metrics = {"seed": seed, **seed_metrics(ev, layout)}
-    metrics["eval"] = dataclasses.asdict(p.eval)
+    metrics = dataclasses.replace(seed_metrics(ev, layout), seed=seed, eval=dataclasses.asdict(p.eval))
     for line in final_lines(metrics, p.eval.stride):
         log(line)
     if rt.is_main:
-        atomic.write_json(layout.run_dir / METRICS_FILE, metrics)
+        write_seed_metrics(layout.run_dir / METRICS_FILE, metrics)
     return metrics
 
 

@@ -21,7 +21,8 @@ from pipeline.layout import RunLayout
 from pipeline.quant.artifact import ArtifactStats, pack_artifact
 from pipeline.quant.methods import get_method
 from pipeline.quant.size import CodeFile, SizeReport, check_cap, size_report
-from pipeline.stage_files import read_state_dict
+from pipeline.stage_files import read_state_dict, write_size_json
+from pipeline.stage_params import PACKED_STAGES
 from pipeline.weights_check import check_weights
 
 
@@ -43,7 +44,7 @@ def pack_run(layout: RunLayout, params: Params, seed: int, code: bytes,
     meta = {"seed": seed, "params_digest": params.digest(), "model": dataclasses.asdict(params.model)}
     blob, stats = pack_artifact(state, params.quant, meta, method_inputs(params, state))
     size = size_report(len(blob), params.quant, len(code), code_files, enforce=False,
-                       modules_sha256=modules_sha256)
+                       modules_sha256=modules_sha256, stage_digests=params.stage_digests(PACKED_STAGES))
     return PackedRun(blob, stats, size)
 
 
@@ -67,5 +68,5 @@ def write_packed(layout: RunLayout, packed: PackedRun, cfg: QuantConfig) -> None
     between the two leaves a pair that `pipeline.quant.pairing` refuses to use.
     """
     check_cap(packed.size, cfg)
-    atomic.write_json(layout.size_report, {"artifact": packed.stats.to_dict(), "size": packed.size.to_dict()})
+    write_size_json(layout.size_report, packed.stats.to_dict(), packed.size)
     atomic.write_bytes(layout.artifact, packed.blob)

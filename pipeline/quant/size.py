@@ -14,32 +14,12 @@ Which modules the script embeds is computed from their imports
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from pipeline.config import QuantConfig
 from pipeline.errors import ArtifactError
+from pipeline.records import CodeFile, SizeReport
 
-
-@dataclass(frozen=True)
-class CodeFile:
-    path: str  # relative to the source root (the directory holding `pipeline/`), POSIX separators
-    bytes: int
-
-
-@dataclass(frozen=True)
-class SizeReport:
-    model_bytes: int
-    code_bytes: int
-    total_bytes: int
-    cap_bytes: int
-    headroom_bytes: int  # cap - total; negative when over the cap
-    within_cap: bool
-    files: list[CodeFile] = field(default_factory=list)
-    modules_sha256: str = ""  # of the pgolf modules train_gpt.py embeds (the export checks they still match)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+__all__ = ["CodeFile", "SizeReport", "check_cap", "size_report"]
 
 
 def size_report(
@@ -49,6 +29,7 @@ def size_report(
     files: Sequence[CodeFile] = (),
     enforce: bool = True,
     modules_sha256: str = "",
+    stage_digests: dict[str, str] | None = None,
 ) -> SizeReport:
     """Model + code bytes against `cfg.cap_bytes`; over the cap raises unless `cfg.allow_oversize`
     (or `enforce` is False: the caller then shows the figures and calls `check_cap` itself).
@@ -66,6 +47,7 @@ def size_report(
         within_cap=total <= cfg.cap_bytes,
         files=list(files),
         modules_sha256=modules_sha256,
+        stage_digests=dict(stage_digests or {}),
     )
     if enforce:
         check_cap(report, cfg)

@@ -2,8 +2,9 @@
 
 Muon keeps each momentum buffer only on the rank that orthogonalises that
 parameter, so every rank saves (and later loads) its own file.  A checkpoint
-records the params digest and world size it was made with; resuming under
-different ones is refused rather than silently training something else.
+records the train stage's params digest (`Params.stage_digest("train")`) and the
+world size it was made with; resuming under different ones is refused rather
+than silently training something else (other stages' params may change).
 
 Nothing in a checkpoint needs code to load: the state is tensors and plain
 containers (the RNG states too, converted to tensors and ints), read with
@@ -129,13 +130,15 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def load_checkpoint(work_dir: Path, rank: int, params_digest: str, world_size: int) -> dict[str, Any]:
+    """The checkpoint of `rank`, refused unless made with the same train-stage params
+    (`params_digest` = `Params.stage_digest("train")`: other stages' params may change) and world size."""
     path = checkpoint_path(work_dir, rank)
     if not path.is_file():
         raise TrainingError(f"{path}: no checkpoint to resume from")
     state = read_checkpoint(path)
     digest = state.get("params_digest")
     if digest != params_digest:
-        raise TrainingError(f"{path}: made with different params (digest {str(digest)[:12]}, "
+        raise TrainingError(f"{path}: made with different params for the train stage (digest {str(digest)[:12]}, "
                             f"now {params_digest[:12]}); start afresh without --resume")
     if state.get("world_size") != world_size:
         raise TrainingError(f"{path}: made with world size {state.get('world_size')}, now {world_size}")

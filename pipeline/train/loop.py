@@ -37,7 +37,9 @@ from pipeline.runtime import Runtime
 from pipeline.train.averaging import EMA, SnapshotKeeper, snapshot_due
 from pipeline.train.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.train.clock import TrainClock
-from pipeline.train.outputs import DIGESTS_KEY, output_digests
+from pipeline.records import TrainSummary
+from pipeline.stage_files import write_train_summary
+from pipeline.train.outputs import output_digests
 from pipeline.train.qat import configure_qat
 from pipeline.layout import RunLayout
 from pipeline.train.steplog import StepRow, ValRow, write_tsv
@@ -190,7 +192,7 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def _checkpoint_state(self) -> dict[str, Any]:
         return {
-            "params_digest": self.params.digest(),
+            "params_digest": self.params.stage_digest("train"),  # what --resume compares
             "world_size": self.rt.world_size,
             "seed": self.seed,
             "model": self.model.state_dict(),
@@ -210,7 +212,8 @@ class Trainer:
         return path
 
     def resume(self) -> None:
-        state = load_checkpoint(self.layout.work_dir, self.rt.rank, self.params.digest(), self.rt.world_size)
+        state = load_checkpoint(self.layout.work_dir, self.rt.rank, self.params.stage_digest("train"),
+                                self.rt.world_size)
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizers"])
         self.loader.load_state_dict(state["loader"])
@@ -228,7 +231,7 @@ class Trainer:
             self.model.set_looping(True)
 
     # ------------------------------------------------------------------ main loop
-    def run(self, resume: bool = False) -> dict[str, Any]:
+    def run(self, resume: bool = False) -> TrainSummary:
         self._compile_warmup()  # before resuming: the warm-up restores what it changes
         if resume:
             self.resume()
@@ -322,34 +325,35 @@ class Trainer:
         self._say(f"step {row.step}: val_loss {loss:.4f} val_bpb {bpb:.4f}")
         self.clock.start()
 
-    def _summary(self) -> dict[str, Any]:
+    def _summary(self) -> TrainSummary:
         st = self.state
         train_ms = self.clock.local_ms()
-        return {
-            "seed": self.seed,
-            "world_size": self.rt.world_size,
-            "device": self.rt.device_name(),
-            "steps": st.step,
-            "stopped_by": "wallclock" if st.stop_after_step is not None else "iterations",
-            "train_seconds": train_ms / 1000.0,
-            "mean_step_ms": train_ms / max(st.step, 1),
-            "tokens_seen": st.step * self.cfg.train_batch_tokens,
-            "tokens_per_second": st.step * self.cfg.train_batch_tokens / max(train_ms / 1000.0, 1e-9),
-            "compile_warmup_seconds": self.compile_seconds,
-            "peak_memory_bytes": self.rt.peak_memory_bytes(),
-            "qat_step": st.qat_step,
-            "loop_step": st.loop_step,
-            "snapshot_steps": self.keeper.steps,
-            "params_digest": self.params.digest(),
-            "final_train_loss": st.step_rows[-1].train_loss if st.step_rows else math.nan,
-        }
+        return TrainSummary(
+            seed=self.seed,
+            world_size=self.rt.world_size,
+            device=self.rt.device_name(),
+            steps=st.step,
+            stopped_by="wallclock" if st.stop_after_step is not None else "iterations",
+            train_seconds=train_ms / 1000.0,
+            mean_step_ms=train_ms / max(st.step, 1),
+            tokens_seen=st.step * self.cfg.train_batch_tokens,
+            tokens_per_second=st.step * self.cfg.train_batch_tokens / max(train_ms / 1000.0, 1e-9),
+            compile_warmup_seconds=self.compile_seconds,
+            peak_memory_bytes=self.rt.peak_memory_bytes(),
+            qat_step=st.qat_step,
+            loop_step=st.loop_step,
+            snapshot_steps=list(self.keeper.steps),
+            params_digest=self.params.digest(),
+            final_train_loss=st.step_rows[-1].train_loss if st.step_rows else math.nan,
+        )
 
     # ------------------------------------------------------------------ outputs
-    def write_outputs(self, summary: dict[str, Any]) -> None:
+    def write_outputs(self, summary: TrainSummary) -> TrainSummary:
         """Rank 0 writes the stage outputs: weights into a fresh directory, then the logs, then
-        the summary with their digests, and last the directory swapped in (`pipeline.train.outputs`)."""
+        the summary with their digests, and last the directory swapped in (`pipeline.train.outputs`).
+        Returns the summary as written (with the digests; unchanged on other ranks)."""
         if not self.rt.is_main:
-            return
+            return summary
         layout = self.layout
         with atomic.atomic_dir(layout.train_dir, kind="train") as tmp:
             final = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
@@ -360,8 +364,9 @@ class Trainer:
                 torch.save(self.ema.averaged_state(final), tmp / layout.ema_weights.name)
             write_tsv(layout.train_log, self.state.step_rows, StepRow)
             write_tsv(layout.val_log, self.state.val_rows, ValRow)
-            summary[DIGESTS_KEY] = output_digests(layout, tmp / layout.final_weights.name)
-            atomic.write_json(layout.train_summary, summary)
+            summary = dataclasses.replace(summary, outputs_sha256=output_digests(layout, tmp / layout.final_weights.name))
+            write_train_summary(layout.train_summary, summary)
+        return summary
 
 
 def training_files(params: Params, seed: int, resume: bool = False) -> None:
@@ -384,11 +389,10 @@ def training_files(params: Params, seed: int, resume: bool = False) -> None:
 
 def train(params: Params, seed: int, data_dir: Path, run_dir: Path, rt: Runtime,
           resume: bool = False, progress: bool = True,
-          on_row: Callable[[StepRow | ValRow], None] | None = None) -> dict[str, Any]:
+          on_row: Callable[[StepRow | ValRow], None] | None = None) -> TrainSummary:
     """Train one seed; rank 0 writes the outputs listed in `RunLayout`. Returns the summary."""
     trainer = Trainer(params, seed, data_dir, run_dir, rt, progress, on_row)
-    summary = trainer.run(resume=resume)
-    trainer.write_outputs(summary)
+    summary = trainer.write_outputs(trainer.run(resume=resume))
     rt.barrier()
     trainer.layout.clear_work()
     return summary

@@ -274,5 +274,11 @@ def test_export_flags(exported):
             size_json.write_text(original)
         assert result.exit_code == 1 and "was packed by other pgolf code" in result.output
         assert not (work / "other").exists()
+        # Params of a stage that shaped the artifact changed since quantize ran: refused, naming the stage.
+        changed = dataclasses.replace(exported["p"], train=dataclasses.replace(exported["p"].train, matrix_lr=0.03))
+        result = runner.invoke(app, ["export", "--out", str(work / "other"), "--params",
+                                     str(write_params(changed, work / "changed.yaml"))])
+        assert result.exit_code == 1 and "made with other params for the train stage(s)" in result.output
+        assert not (work / "other").exists()
     finally:
         mp.undo()

@@ -39,15 +39,15 @@ def test_loss_falls_in_a_sixty_step_run(sixty_step_run):
     val = read_tsv(layout.val_log)
     assert [int(r["step"]) for r in val] == [0, 20, 40, 60]
     assert val[-1]["val_loss"] < val[0]["val_loss"] - 0.5 and val[-1]["val_bpb"] > 0
-    assert summary["steps"] == 60 and summary["stopped_by"] == "iterations"
-    assert summary["tokens_seen"] == 60 * 8 * 2 * 64
+    assert summary.steps == 60 and summary.stopped_by == "iterations"
+    assert summary.tokens_seen == 60 * 8 * 2 * 64
 
 
 @pytest.mark.slow
 def test_qat_switches_on_where_the_multiplier_falls_below_the_threshold(sixty_step_run):
     p, summary, layout = sixty_step_run
     expected = next(s for s in range(60) if lr_multiplier(s, 0.0, p.train) < p.train.qat_threshold)
-    assert summary["qat_step"] == expected == 58  # (60 - s) / 30 < 0.1  <=>  s > 57
+    assert summary.qat_step == expected == 58  # (60 - s) / 30 < 0.1  <=>  s > 57
     qat_column = [int(r["qat"]) for r in read_tsv(layout.train_log)]
     assert qat_column == [0] * expected + [1] * (60 - expected)
 
@@ -56,7 +56,7 @@ def test_qat_switches_on_where_the_multiplier_falls_below_the_threshold(sixty_st
 def test_swa_snapshots_are_the_expected_steps_and_outputs_exist(sixty_step_run):
     p, summary, layout = sixty_step_run
     # lr_mul(s) = (60 - s) / 30 < 0.5 for s > 45; every 2 completed steps; keep the last 3.
-    assert summary["snapshot_steps"] == [56, 58, 60]
+    assert summary.snapshot_steps == [56, 58, 60]
     bundle = torch.load(layout.snapshots, weights_only=True)
     assert bundle["steps"] == [56, 58, 60] and len(bundle["states"]) == 3
     final = torch.load(layout.final_weights, weights_only=True)
@@ -107,9 +107,9 @@ def test_wallclock_cap_stops_training(record_params, embedded_data, tmp_path, mo
     p = tiny_params(record_params, embedded_data.layout.root, tmp_path,
                     train=dict(iterations=100_000, max_wallclock_seconds=1.5, warmdown_iters=4))
     summary = train(p, 1, embedded_data.layout.root, seed_dir(tmp_path, 1), detect_runtime(), progress=False)
-    assert summary["stopped_by"] == "wallclock"
-    assert summary["steps"] == 12
-    assert summary["train_seconds"] == 1.5
+    assert summary.stopped_by == "wallclock"
+    assert summary.steps == 12
+    assert summary.train_seconds == 1.5
     rows = read_tsv(RunLayout(seed_dir(tmp_path, 1)).train_log)
     assert [r["step"] for r in rows] == list(range(1, 13))
     # Row `step` logs the multiplier of the step from k = step - 1, taken at k x 125 ms.
@@ -154,5 +154,5 @@ def test_depth_recurrence_switches_on_at_its_training_fraction(record_params, em
                       progress=False)
     assert not trainer.model.looping_active
     summary = trainer.run()
-    assert summary["loop_step"] == 4 and trainer.model.looping_active
-    assert math.isfinite(summary["final_train_loss"])
+    assert summary.loop_step == 4 and trainer.model.looping_active
+    assert math.isfinite(summary.final_train_loss)
