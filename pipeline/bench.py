@@ -9,7 +9,9 @@ needed: tokens are uniform random ids, which exercise the same kernels.
 FLOPs per token (training): 6 x (matrix parameters that multiply every token,
 the tied head included) + 6 x layers x seq_len x model_dim for causal
 attention (QK^T and AV, forward 2·T·d per token each halved by the mask, x3
-for backward).  MFU is that times tokens/s over the device's dense bf16 peak.
+for backward).  With depth recurrence (model.recurrence) a looped block counts
+once per pass, matrices and attention alike: the model is timed looped, its
+steady state for the last 65 % of the record's training.  MFU is that times tokens/s over the device's dense bf16 peak.
 """
 
 from __future__ import annotations
@@ -58,12 +60,32 @@ class BenchResult:
 
 def matmul_params(model: torch.nn.Module) -> int:
     """Parameters of the matrices every token passes through: those whose rule in
-    `pipeline.model.naming.PARAM_RULES` counts FLOPs (blocks' linears, bigram.proj, the tied head)."""
-    return sum(p.numel() for name, p in model.named_parameters() if counts_flops(name))
+    `pipeline.model.naming.PARAM_RULES` counts FLOPs (blocks' linears, bigram.proj, the tied head).
+
+    A block that depth recurrence runs several times counts once per pass
+    (`GPT.layer_order()`, the model's current mode: looped for a model built
+    from the config)."""
+    encoder, decoder = model.layer_order() if hasattr(model, "layer_order") else ([], [])
+    passes = [0] * len(model.blocks)
+    for i in (encoder + decoder) or range(len(model.blocks)):
+        passes[i] += 1
+    total = 0
+    for name, p in model.named_parameters():
+        if counts_flops(name):
+            total += p.numel() * (passes[int(name.split(".")[1])] if name.startswith("blocks.") else 1)
+    return total
+
+
+def block_passes(model: torch.nn.Module, cfg: ModelConfig) -> int:
+    """Blocks run per forward: num_layers, more with depth recurrence on."""
+    if hasattr(model, "layer_order"):
+        encoder, decoder = model.layer_order()
+        return len(encoder) + len(decoder)
+    return cfg.num_layers
 
 
 def train_flops_per_token(model: torch.nn.Module, cfg: ModelConfig, seq_len: int) -> float:
-    return 6.0 * matmul_params(model) + 6.0 * cfg.num_layers * seq_len * cfg.model_dim
+    return 6.0 * matmul_params(model) + 6.0 * block_passes(model, cfg) * seq_len * cfg.model_dim
 
 
 def peak_tflops(device_name: str) -> float | None:
@@ -160,7 +182,7 @@ def bench_eval(params: Params, rt: Runtime, tokens: int, compile_model: bool | N
     seconds = time.perf_counter() - t0
     windows = -(-sums.tokens // ecfg.stride)
     forward_tokens = windows * ecfg.seq_len
-    flops = (2.0 * matmul_params(model) + 2.0 * cfg.num_layers * ecfg.seq_len * cfg.model_dim)
+    flops = (2.0 * matmul_params(model) + 2.0 * block_passes(model, cfg) * ecfg.seq_len * cfg.model_dim)
     result = _result("eval", rt, ecfg.batch_seqs, ecfg.seq_len, windows, seconds, sums.tokens,
                      flops * forward_tokens / max(sums.tokens, 1), compile_seconds, compiled)
     return result

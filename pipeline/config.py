@@ -226,6 +226,42 @@ class CanonConfig:
 
 
 @dataclass(frozen=True)
+class AttnGateConfig:
+    """Sparse attention head-output gate (PR #1787): each head's output is
+    multiplied by sigmoid(scale * W_h . x[:window]) before the projection."""
+
+    enabled: bool = doc("Every block's attention carries the gate (`attn.attn_gate_w`, zero-initialised).")
+    window: int = doc("Leading dims of the attention input that feed the gate (the record's GATE_WINDOW).")
+    scale: float = doc("Factor inside the sigmoid (SPARSE_ATTN_GATE_SCALE).")
+
+
+@dataclass(frozen=True)
+class LanesConfig:
+    """Parallel two-lane decoder (PR #1530's parallel residuals, lane mix learned)."""
+
+    start_layer: int = doc(
+        "First layer that runs as a parallel block on two lanes; 0 = no lanes (one residual stream).")
+    final: Literal["mean", "attn", "mlp"] = doc(
+        "What the final norm reads: the mean of both lanes, the attention lane, or the MLP lane.")
+
+
+@dataclass(frozen=True)
+class RecurrenceConfig:
+    """Depth recurrence (PR #1344): layers loop_start..loop_end run 1 + num_loops
+    times once training reaches enable_at of its length (time or steps)."""
+
+    num_loops: int = doc("Extra passes over the looped segment; 0 = no recurrence.")
+    loop_start: int = doc("First looped layer.")
+    loop_end: int = doc("Last looped layer (inclusive).")
+    enable_at: float = doc(
+        "Training fraction (elapsed / wall-clock cap, or step / iterations) at which looping starts.")
+
+    def validate(self, path: str) -> None:
+        _check(self.num_loops >= 0, f"{path}.num_loops", self.num_loops, "must be >= 0")
+        _check(0 <= self.enable_at <= 1, f"{path}.enable_at", self.enable_at, "must be in [0, 1]")
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """The GPT of SPEC §2."""
 
@@ -260,6 +296,16 @@ class ModelConfig:
         "`true`: SmearGate treats a BOS position like the stream's first position (previous token 0), so "
         "nothing leaks across documents (the later records' `not_bos` fix); `false` is the reference's "
         "behaviour.")
+    mlp_leaky_slope: float = doc(
+        "MLP activation leaky_relu(h, slope)²; 0.0 = relu² (the record), 0.5 = PR #493's LeakyReLU(0.5)².")
+    smear_window: int = doc(
+        "0 = the channel SmearGate (record); N > 0 = PR #1667's token-gated smear on the embeddings, "
+        "x_t + lam·sigmoid(W·x_t[:N])·x_{t-1}, before the first norm.")
+    skip_gates: bool = doc(
+        "U-Net skips as lerp(w·skip, x, sigmoid(gate)) with learned gates (PR #289) instead of x + w·skip.")
+    attn_gate: AttnGateConfig = doc("Sparse attention head-output gate.")
+    lanes: LanesConfig = doc("Parallel two-lane decoder.")
+    recurrence: RecurrenceConfig = doc("Depth recurrence.")
 
     @property
     def head_dim(self) -> int:
@@ -301,6 +347,36 @@ class ModelConfig:
         _check(0 <= c.last_n <= self.num_layers, f"{path}.canon.last_n", c.last_n, "must be in [0, num_layers]")
         _check(self.tied_embed_init_std >= 0, f"{path}.tied_embed_init_std", self.tied_embed_init_std,
                "a standard deviation must be >= 0")
+        # The frontier switches (default off in the record profile).
+        _check(self.mlp_leaky_slope >= 0, f"{path}.mlp_leaky_slope", self.mlp_leaky_slope, "must be >= 0")
+        _check(0 <= self.smear_window <= self.model_dim, f"{path}.smear_window", self.smear_window,
+               f"must be in [0, model_dim={self.model_dim}]")
+        _check(self.smear_window == 0 or self.smear, f"{path}.smear_window", self.smear_window,
+               f"needs {path}.smear: true")
+        g = self.attn_gate
+        _check(1 <= g.window <= self.model_dim, f"{path}.attn_gate.window", g.window,
+               f"must be in [1, model_dim={self.model_dim}]")
+        ln = self.lanes
+        _check(0 <= ln.start_layer < self.num_layers, f"{path}.lanes.start_layer", ln.start_layer,
+               f"must be in [0, num_layers={self.num_layers}) (0 = no lanes)")
+        _check(ln.start_layer == 0 or ln.start_layer >= self.num_layers // 2, f"{path}.lanes.start_layer",
+               ln.start_layer, f"lanes run in the decoder: must be >= num_layers // 2 = {self.num_layers // 2}")
+        r = self.recurrence
+        if r.num_loops > 0:
+            _check(0 <= r.loop_start <= r.loop_end < self.num_layers, f"{path}.recurrence.loop_end", r.loop_end,
+                   f"needs 0 <= loop_start={r.loop_start} <= loop_end < num_layers={self.num_layers}")
+
+
+@dataclass(frozen=True)
+class MuonVariantConfig:
+    """How Muon orthogonalises (the frontier records' changes; SPEC §3 is the first row)."""
+
+    ns: Literal["quintic", "polar_express"] = doc(
+        "Newton-Schulz coefficients: `quintic` = (3.4445, -4.7750, 2.0315) every step; `polar_express` = "
+        "PR #1344's per-iteration minimax tuples.")
+    row_normalize: bool = doc("MuonEq-R: divide each row of the update by its norm before Newton-Schulz.")
+    momentum_dtype: Literal["fp32", "bf16"] = doc(
+        "Storage dtype of the momentum buffer (the 1.0611 record keeps it, and the gradient it adds, in bf16).")
 
 
 @dataclass(frozen=True)
@@ -345,6 +421,12 @@ class TrainConfig:
     checkpoint_every: int = doc("Write a resume checkpoint every N steps (0 = only on SIGTERM).")
     compile: bool = doc("torch.compile the model.")
     out_dir: str = doc("Root of the per-seed run directories (`<out_dir>/seed_N/`); inside the workspace.")
+    warmdown_frac: float = doc(
+        "Warm-down length as a fraction of training (time or steps); 0 = use warmdown_iters.")
+    min_lr: float = doc("Floor of the warm-down lr multiplier (the record's MIN_LR); 0 = decay to zero.")
+    embed_weight_decay: float = doc(
+        "AdamW weight decay of the embedding group (the frontier's EMBED_WD); the record uses adam_weight_decay.")
+    muon_variant: MuonVariantConfig = doc("How Muon orthogonalises.")
 
     def validate(self, path: str) -> None:
         _check(self.nproc_per_node >= 1 and 8 % self.nproc_per_node == 0, f"{path}.nproc_per_node",
@@ -356,6 +438,9 @@ class TrainConfig:
         _check(self.iterations >= 1, f"{path}.iterations", self.iterations, "must be >= 1")
         for key in ("max_wallclock_seconds", "warmup_steps", "warmdown_iters"):
             _check(getattr(self, key) >= 0, f"{path}.{key}", getattr(self, key), "must be >= 0")
+        _check(0 <= self.warmdown_frac <= 1, f"{path}.warmdown_frac", self.warmdown_frac, "must be in [0, 1]")
+        _check(0 <= self.min_lr < 1, f"{path}.min_lr", self.min_lr, "must be in [0, 1)")
+        _check(self.embed_weight_decay >= 0, f"{path}.embed_weight_decay", self.embed_weight_decay, "must be >= 0")
         _check(self.muon_backend_steps >= 1, f"{path}.muon_backend_steps", self.muon_backend_steps, "must be >= 1")
         _check(self.muon_momentum_warmup_steps >= 0, f"{path}.muon_momentum_warmup_steps",
                self.muon_momentum_warmup_steps, "must be >= 0")

@@ -62,6 +62,8 @@ class TrainSummary:
     final_train_loss: float
     # sha256 of final.pt and both logs, by run-relative name (`pipeline.train.outputs`); set when written.
     outputs_sha256: dict[str, str] = field(default_factory=dict)
+    # Step at which depth recurrence switched on (model.recurrence); None without it.
+    loop_step: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

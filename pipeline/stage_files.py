@@ -193,9 +193,12 @@ def read_train_summary(path: Path) -> TrainSummary:
     loss = summary.get("final_train_loss")
     if not isinstance(loss, _NUMBER) or isinstance(loss, bool):
         raise PgolfError(f"{path}: 'final_train_loss' is {json.dumps(loss)[:40]}, expected a number")
+    loop_step = summary.get("loop_step")  # absent in summaries written before depth recurrence
+    if loop_step is not None:
+        _field(summary, "loop_step", (int,), path)
     outputs = _field(summary, "outputs_sha256", (dict,), path) if "outputs_sha256" in summary else {}
     return TrainSummary(**values, qat_step=qat_step, final_train_loss=float(loss),
-                        outputs_sha256={str(k): str(v) for k, v in outputs.items()})
+                        outputs_sha256={str(k): str(v) for k, v in outputs.items()}, loop_step=loop_step)
 
 
 def read_seed_metrics(path: Path, seed: int) -> SeedMetrics:

@@ -1,4 +1,5 @@
-"""Causal self-attention: GQA, per-head q/k RMS norm, partial RoPE, q gain, XSA.
+"""Causal self-attention: GQA, per-head q/k RMS norm, partial RoPE, q gain, XSA,
+and the sparse head-output gate.
 
 Query head h reads KV head h // (H / Hkv), which is what both
 `scaled_dot_product_attention(enable_gqa=True)` and FlashAttention-3 do, and
@@ -67,6 +68,14 @@ class CausalSelfAttention(nn.Module):
         self.q_gain = nn.Parameter(torch.full((cfg.num_heads,), float(cfg.q_gain_init), dtype=torch.float32))
         # Canon-B on the concatenated q|k|v, set by the block (`attn.canon_b`, the reference's name).
         self.canon_b: nn.Module | None = None
+        # Sparse head-output gate (PR #1787): (heads, window), zero-initialised, so every head
+        # starts at sigmoid(0) = 0.5 of its output; the record's name `attn_gate_w`.
+        gate = cfg.attn_gate
+        self.gate_window, self.gate_scale = gate.window, gate.scale
+        if gate.enabled:
+            self.attn_gate_w = nn.Parameter(torch.zeros(cfg.num_heads, gate.window, dtype=torch.float32))
+        else:
+            self.register_parameter("attn_gate_w", None)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
         b, t, dim = x.shape
@@ -83,6 +92,10 @@ class CausalSelfAttention(nn.Module):
         y = self._attend(q, k, v)
         if self.use_xsa:
             y = exclude_self_value(y, v.to(y.dtype))
+        if self.attn_gate_w is not None:
+            # sigmoid(scale * W_h . x[:window]) per token and head, x being this attention's input.
+            g = torch.sigmoid(self.gate_scale * F.linear(x[..., : self.gate_window], self.attn_gate_w.to(x.dtype)))
+            y = y * g[..., None].to(y.dtype)
         return self.proj(y.reshape(b, t, dim))
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:

@@ -9,6 +9,7 @@ Both only look backwards, so they keep the model causal.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pipeline.model.layers import CastedLinear
@@ -77,3 +78,31 @@ class SmearGate(nn.Module):
                 raise ValueError("SmearGate with bos_mask needs the token ids")
             prev = prev * (ids != BOS_ID).unsqueeze(-1).to(x.dtype)
         return (1 - g) * x + g * prev
+
+
+class TokenSmearGate(nn.Module):
+    """PR #1667's token-gated smear (modded-nanogpt style), on the embeddings:
+
+        out_t = x_t + lam * sigmoid(w . x_t[:window]) * x_{t-1}      (t >= 1; out_0 = x_0)
+
+    One gate per token from its first `window` dims.  `gate` (1, window) and
+    `lam` start at zero, so the module starts as the identity.  With `bos_mask`
+    (the 1.0611 record's fix) a BOS position takes nothing from the token
+    before it, so nothing leaks from one document into the next.
+    """
+
+    def __init__(self, window: int, bos_mask: bool = False) -> None:
+        super().__init__()
+        self.window = window
+        self.bos_mask = bos_mask
+        self.gate = nn.Parameter(torch.zeros(1, window, dtype=torch.float32))
+        self.lam = nn.Parameter(torch.zeros(1, dtype=torch.float32))
+
+    def forward(self, x: Tensor, ids: Tensor | None = None) -> Tensor:
+        g = self.lam.to(x.dtype) * torch.sigmoid(F.linear(x[:, 1:, : self.window], self.gate.to(x.dtype)))
+        prev = x[:, :-1]
+        if self.bos_mask:
+            if ids is None:
+                raise ValueError("TokenSmearGate with bos_mask needs the token ids")
+            prev = prev * (ids[:, 1:] != BOS_ID).to(x.dtype).unsqueeze(-1)
+        return torch.cat((x[:, :1], x[:, 1:] + g * prev), dim=1)

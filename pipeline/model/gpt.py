@@ -24,36 +24,43 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pipeline.config import ModelConfig
+from pipeline.config import ModelConfig, RecurrenceConfig
 from pipeline.model.attention import CausalSelfAttention
 from pipeline.model.canon import Canon, canon_blocks
-from pipeline.model.embeddings import BigramHash, SmearGate
+from pipeline.model.embeddings import BigramHash, SmearGate, TokenSmearGate
 from pipeline.model.init import init_weights
 from pipeline.model.layers import CastedLinear, rms_norm, to_activation_dtype
 from pipeline.model.rotary import Rotary
 
 
 class MLP(nn.Module):
-    """proj(relu(fc(x))^2), with Canon-D (when given) on the hidden before the
-    activation, or with `canon_d_after_relu` between the relu and the square
-    (where PR #312's code puts it: proj(canon_d(relu(fc(x)))^2))."""
+    """proj(act(fc(x))^2) with act = relu, or leaky_relu(slope) when `leaky_slope`
+    > 0 (PR #493's LeakyReLU(0.5)^2).  Canon-D (when given) runs on the hidden
+    before the activation, or with `canon_d_after_relu` between the activation
+    and the square (where PR #312's code puts it: proj(canon_d(relu(fc(x)))^2))."""
 
-    def __init__(self, dim: int, hidden: int, canon_d_after_relu: bool = False) -> None:
+    def __init__(self, dim: int, hidden: int, canon_d_after_relu: bool = False, leaky_slope: float = 0.0) -> None:
         super().__init__()
         self.fc = CastedLinear(dim, hidden)
         self.proj = CastedLinear(hidden, dim)  # zero init: its rule in naming.PARAM_RULES
         self.canon_d_after_relu = canon_d_after_relu
+        self.leaky_slope = leaky_slope
         # Canon-D, set by the block (`mlp.canon_d`, the reference's name).
         self.canon_d: nn.Module | None = None
+
+    def _act(self, h: Tensor) -> Tensor:
+        if self.leaky_slope > 0:
+            return F.leaky_relu(h, negative_slope=self.leaky_slope)
+        return torch.relu(h)
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.fc(x)
         canon_d = self.canon_d
         if canon_d is None:
-            return self.proj(torch.relu(h).square())
+            return self.proj(self._act(h).square())
         if self.canon_d_after_relu:
-            return self.proj(canon_d(torch.relu(h)).square())
-        return self.proj(torch.relu(canon_d(h)).square())
+            return self.proj(canon_d(self._act(h)).square())
+        return self.proj(self._act(canon_d(h)).square())
 
 
 class Block(nn.Module):
@@ -62,7 +69,7 @@ class Block(nn.Module):
         dim = cfg.model_dim
         self.ln_scale = 1.0 / math.sqrt(index + 1) if cfg.ln_scale else 1.0
         self.attn = CausalSelfAttention(cfg, use_xsa)
-        self.mlp = MLP(dim, cfg.mlp_hidden, cfg.canon.d_after_relu)
+        self.mlp = MLP(dim, cfg.mlp_hidden, cfg.canon.d_after_relu, cfg.mlp_leaky_slope)
         self.attn_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))
         self.mlp_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))
         self.resid_mix = nn.Parameter(torch.stack((torch.ones(dim), torch.zeros(dim))).float())
@@ -87,17 +94,56 @@ class Block(nn.Module):
     def canon_d(self) -> nn.Module | None:
         return self.mlp.canon_d
 
-    def forward(self, x: Tensor, x0: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-        mix = self.resid_mix.to(x.dtype)
-        x = mix[0] * x + mix[1] * x0
+    def _attn_branch(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
         h = rms_norm(x) * self.ln_scale
         if self.canon_a is not None:
             h = self.canon_a(h)
-        x = x + self.attn_scale.to(x.dtype) * self.attn(h, cos, sin)
+        return self.attn_scale.to(x.dtype) * self.attn(h, cos, sin)
+
+    def _mlp_branch(self, x: Tensor) -> Tensor:
         h = rms_norm(x) * self.ln_scale
         if self.canon_c is not None:
             h = self.canon_c(h)
-        return x + self.mlp_scale.to(x.dtype) * self.mlp(h)
+        return self.mlp_scale.to(x.dtype) * self.mlp(h)
+
+    def forward(self, x: Tensor, x0: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        mix = self.resid_mix.to(x.dtype)
+        x = mix[0] * x + mix[1] * x0
+        x = x + self._attn_branch(x, cos, sin)
+        return x + self._mlp_branch(x)
+
+    def parallel_forward(self, lane0: Tensor, lane1: Tensor, x0: Tensor, cos: Tensor, sin: Tensor,
+                         post: Tensor, resid: Tensor) -> tuple[Tensor, Tensor]:
+        """One block on two lanes (PR #1530's parallel residuals): attention reads
+        lane 0 (mixed with x0 by resid_mix), the MLP reads lane 1, and each lane
+        keeps resid[k] of itself plus post[0, k] of the attention output and
+        post[1, k] of the MLP output.  post (2, 2) and resid (2,) are this
+        layer's rows of the model's `parallel_post_lambdas` / `parallel_resid_lambdas`."""
+        mix = self.resid_mix.to(lane0.dtype)
+        a = self._attn_branch(mix[0] * lane0 + mix[1] * x0, cos, sin)
+        m = self._mlp_branch(lane1)
+        post, resid = post.to(lane0.dtype), resid.to(lane0.dtype)
+        new0 = resid[0] * lane0 + post[0, 0] * a + post[1, 0] * m
+        new1 = resid[1] * lane1 + post[0, 1] * a + post[1, 1] * m
+        return new0, new1
+
+
+def layer_order(num_layers: int, recurrence: RecurrenceConfig, looping: bool) -> tuple[list[int], list[int]]:
+    """Block indices the encoder and the decoder run, in order.
+
+    Without looping: the first L//2 blocks, then the rest.  With looping
+    (PR #1344): the sequence 0..s-1, then s..e repeated 1 + num_loops times,
+    then e+1..L-1, cut in half (the encoder gets the shorter half); e.g.
+    L=11, s=3, e=5, two extra loops: encoder [0,1,2,3,4,5,3,4], decoder
+    [5,3,4,5,6,7,8,9,10].
+    """
+    if not looping:
+        half = num_layers // 2
+        return list(range(half)), list(range(half, num_layers))
+    s, e = recurrence.loop_start, recurrence.loop_end
+    order = list(range(s)) + list(range(s, e + 1)) * (recurrence.num_loops + 1) + list(range(e + 1, num_layers))
+    half = len(order) // 2
+    return order[:half], order[half:]
 
 
 class GPT(nn.Module):
@@ -112,10 +158,32 @@ class GPT(nn.Module):
             BigramHash(cfg.bigram_buckets, cfg.bigram_dim, dim, cfg.bigram_scale_init)
             if cfg.bigram_buckets > 0 else None
         )
-        self.smear = SmearGate(dim, cfg.smear_bos_mask) if cfg.smear else None
+        if not cfg.smear:
+            self.smear = None
+        elif cfg.smear_window > 0:
+            self.smear = TokenSmearGate(cfg.smear_window, cfg.smear_bos_mask)
+        else:
+            self.smear = SmearGate(dim, cfg.smear_bos_mask)
         self.num_encoder = L // 2
         self.num_decoder = L - self.num_encoder
-        self.skip_weights = nn.Parameter(torch.ones(min(self.num_encoder, self.num_decoder), dim))
+        # Depth recurrence: which order the blocks run in is a Python flag (see set_looping).
+        # A model built from the config is the trained (looped) model; training starts unlooped.
+        self.looping_active = cfg.recurrence.num_loops > 0
+        enc_loop, dec_loop = layer_order(L, cfg.recurrence, cfg.recurrence.num_loops > 0)
+        # As the frontier record: as many skip weights as the longest (looped) order pairs up.
+        self.num_skips = min(len(enc_loop), len(dec_loop))
+        self.skip_weights = nn.Parameter(torch.ones(self.num_skips, dim))
+        if cfg.skip_gates:
+            self.skip_gates = nn.Parameter(torch.zeros(self.num_skips, dim, dtype=torch.float32))
+        else:
+            self.register_parameter("skip_gates", None)
+        if cfg.lanes.start_layer > 0:
+            # Rows for every layer (the record's shapes); only layers >= start_layer read theirs.
+            self.parallel_post_lambdas = nn.Parameter(torch.ones(L, 2, 2, dtype=torch.float32))
+            self.parallel_resid_lambdas = nn.Parameter(torch.full((L, 2), 1.1, dtype=torch.float32))
+        else:
+            self.register_parameter("parallel_post_lambdas", None)
+            self.register_parameter("parallel_resid_lambdas", None)
         with_canon = canon_blocks(cfg.canon, L)
         self.blocks = nn.ModuleList(
             Block(cfg, i, use_xsa=i >= L - cfg.xsa_last_n,
@@ -145,27 +213,74 @@ class GPT(nn.Module):
     def qat_enabled(self) -> bool:
         return any(bool(m.qat) for m in self.modules() if isinstance(m, CastedLinear))
 
+    def set_looping(self, enabled: bool) -> None:
+        """Switch depth recurrence on or off (no-op without `model.recurrence.num_loops`).
+
+        Unlike QAT's buffer, this flag changes which blocks run, so it cannot be
+        a tensor select without running both orders every step; it is a Python
+        attribute that torch.compile guards on: flipping it compiles a second
+        graph once (the training warm-up primes both), never more.  Every
+        parameter is used in both orders (skip weights and lane lambdas are
+        single tensors), so DDP needs no unused-parameter search.
+        """
+        self.looping_active = bool(enabled) and self.cfg.recurrence.num_loops > 0
+
+    def layer_order(self) -> tuple[list[int], list[int]]:
+        """The (encoder, decoder) block indices of the current mode."""
+        return layer_order(self.cfg.num_layers, self.cfg.recurrence, self.looping_active)
+
+    def _skip(self, x: Tensor, skip: Tensor, j: int) -> Tensor:
+        w = self.skip_weights[j].to(x.dtype)
+        if self.skip_gates is None:
+            return x + w * skip
+        g = torch.sigmoid(self.skip_gates[j].to(x.dtype))
+        return torch.lerp(w * skip, x, g)
+
     def logits(self, ids: Tensor) -> Tensor:
         """Soft-capped logits (B, T, vocab) for token ids (B, T)."""
         x = self.tok_emb(ids).float()
         if self.bigram is not None:
             x = x + self.bigram(ids)
-        x = rms_norm(to_activation_dtype(x))
-        if self.smear is not None:
+        x = to_activation_dtype(x)
+        if isinstance(self.smear, TokenSmearGate):
+            x = self.smear(x, ids)  # on the embeddings, before the first norm (PR #1667)
+        x = rms_norm(x)
+        if isinstance(self.smear, SmearGate):
             x = self.smear(x, ids)
         x0 = x
         cos, sin = self.rotary(ids.size(1), ids.device)
+        encoder, decoder = self.layer_order()
         skips: list[Tensor] = []
-        for block in self.blocks[: self.num_encoder]:
-            x = block(x, x0, cos, sin)
+        for i in encoder:
+            x = self.blocks[i](x, x0, cos, sin)
             skips.append(x)
-        for i, block in enumerate(self.blocks[self.num_encoder:]):
-            if skips:
-                x = x + self.skip_weights[i].to(x.dtype) * skips.pop()
-            x = block(x, x0, cos, sin)
+        start = self.cfg.lanes.start_layer
+        lane0 = lane1 = None
+        for j, i in enumerate(decoder):
+            if start > 0 and i >= start:
+                if lane0 is None:
+                    lane0 = lane1 = x
+                if j < self.num_skips and skips:
+                    lane0 = self._skip(lane0, skips.pop(), j)
+                lane0, lane1 = self.blocks[i].parallel_forward(
+                    lane0, lane1, x0, cos, sin, self.parallel_post_lambdas[i], self.parallel_resid_lambdas[i])
+            else:
+                if j < self.num_skips and skips:
+                    x = self._skip(x, skips.pop(), j)
+                x = self.blocks[i](x, x0, cos, sin)
+        if lane0 is not None:
+            x = self._final_lane(lane0, lane1)
         z = F.linear(rms_norm(x), self.tok_emb.weight.to(x.dtype))
         cap = self.cfg.logit_softcap
         return cap * torch.tanh(z / cap)
+
+    def _final_lane(self, lane0: Tensor, lane1: Tensor) -> Tensor:
+        final = self.cfg.lanes.final
+        if final == "attn":
+            return lane0
+        if final == "mlp":
+            return lane1
+        return 0.5 * (lane0 + lane1)
 
     def forward(self, ids: Tensor, targets: Tensor, reduction: Literal["mean", "none"] = "mean") -> Tensor:
         """Cross-entropy in fp32: a scalar mean, or (B, T) per-token losses with reduction="none"."""

@@ -84,6 +84,13 @@ PARAM_RULES: tuple[ParamRule, ...] = (
     # Canon layers (A, C in the block; B in the attention, D in the MLP): conv weight, bias, gate.
     ParamRule(_BLOCK + r"((attn|mlp)\.)?canon_[abcd]\.(conv\.weight|conv\.bias|delta_gate_logit)",
               "scalar", "control", "canon"),
+    # The frontier switches (docs/frontier.md): skip gates, the two lanes' mixes, the token
+    # smear's lambda (its gate is `smear.gate` above), the sparse attention gate (2-D, 96 numbers
+    # per layer in the record: a matmul per token, kept exact like the other gates).
+    ParamRule(r"skip_gates", "scalar", "control", "control/other"),
+    ParamRule(r"parallel_(post|resid)_lambdas", "scalar", "control", "control/other"),
+    ParamRule(r"smear\.lam", "scalar", "control", "control/other"),
+    ParamRule(_BLOCK + r"attn\.attn_gate_w", "scalar", "control", "control/other", flops=True),
 )
 
 

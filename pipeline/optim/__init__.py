@@ -12,7 +12,7 @@ from pipeline.optim.groups import (
     split_params,
 )
 from pipeline.optim.muon import Muon, newton_schulz
-from pipeline.optim.schedule import lr_multiplier, muon_momentum
+from pipeline.optim.schedule import lr_multiplier, muon_momentum, training_frac
 
 __all__ = [
     "GROUP_NAMES",
@@ -24,4 +24,5 @@ __all__ = [
     "muon_momentum",
     "newton_schulz",
     "split_params",
+    "training_frac",
 ]

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from pipeline.config import TrainConfig
 from pipeline.model.naming import GROUP_NAMES, GroupName, UnknownParameterError, param_group
-from pipeline.optim.muon import Muon, Orthogonalizer, newton_schulz
+from pipeline.optim.muon import ORTHOGONALIZERS, Muon, Orthogonalizer
 from pipeline.runtime import Runtime
 
 __all__ = ["GROUP_NAMES", "OptimizerBundle", "UnknownParameterError", "build_optimizers", "split_params"]
@@ -128,7 +128,8 @@ def build_optimizers(
     rank, world_size = (rt.rank, rt.world_size) if rt is not None else (0, 1)
     if orthogonalize is None:
         compile_ns = cfg.compile and rt is not None and rt.is_cuda
-        orthogonalize = torch.compile(newton_schulz, dynamic=False) if compile_ns else newton_schulz
+        ns = ORTHOGONALIZERS[cfg.muon_variant.ns]
+        orthogonalize = torch.compile(ns, dynamic=False) if compile_ns else ns
     named = (
         model_or_named_params.named_parameters()
         if isinstance(model_or_named_params, nn.Module)
@@ -149,9 +150,12 @@ def build_optimizers(
             rank=rank,
             world_size=world_size,
             orthogonalize=orthogonalize,
+            row_normalize=cfg.muon_variant.row_normalize,
+            momentum_dtype=torch.bfloat16 if cfg.muon_variant.momentum_dtype == "bf16" else None,
         )
         groups.append(_Group("matrix", opt, cfg.matrix_lr, [n for n, _ in muon]))
 
+    decay = {"embed": cfg.embed_weight_decay, "scalar": cfg.adam_weight_decay}
     for name, lr in (("embed", cfg.embed_lr), ("scalar", cfg.scalar_lr)):
         pairs = split[name]
         if not pairs:
@@ -162,7 +166,7 @@ def build_optimizers(
             lr=lr,
             betas=(cfg.adam_beta1, cfg.adam_beta2),
             eps=cfg.adam_eps,
-            weight_decay=cfg.adam_weight_decay,
+            weight_decay=decay[name],
             fused=_fused_adamw(params),
         )
         groups.append(_Group(name, opt, lr, [n for n, _ in pairs]))

@@ -8,6 +8,11 @@ Per step, for every matrix ``p`` with gradient ``g`` in a group (SPEC §3)::
     p   <- p * (1 - lr * weight_decay)        (decoupled weight decay)
     p   <- p - lr * O
 
+Variants (``train.muon_variant``, the 1.0611 record's Muon): Polar-Express
+coefficients in place of the fixed quintic (`polar_express`), MuonEq-R (each
+row of ``u`` scaled to unit norm before Newton-Schulz, `row_normalize`), and
+the gradient and momentum buffer kept in bf16 (``momentum_dtype``).
+
 Weight decay is applied after the update direction is known and just before it
 is added, with the step's (scheduled) lr; because ``O`` does not depend on
 ``p`` this is ``p <- p * (1 - lr*wd) - lr*O``.  That is the order of the
@@ -71,6 +76,42 @@ def newton_schulz(G: Tensor, steps: int, eps: float = NS_EPS, dtype: torch.dtype
     return X.mT if transposed else X
 
 
+# Polar Express (PR #1344 -> #1787): one minimax-optimal (a, b, c) per iteration
+# instead of the fixed quintic; past the fifth step the list simply ends.
+POLAR_EXPRESS_COEFFS = (
+    (8.156554524902461, -22.48329292557795, 15.878769915207462),
+    (4.042929935166739, -2.808917465908714, 0.5000178451051316),
+    (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
+    (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
+    (2.3465413258596377, -1.7097828382687081, 0.42323551169305323),
+)
+
+
+def polar_express(G: Tensor, steps: int, eps: float = NS_EPS, dtype: torch.dtype = torch.bfloat16) -> Tensor:
+    """Newton-Schulz with Polar Express's per-iteration coefficients (at most five
+    iterations: `steps` > 5 runs the five tuples).  Same normalisation and
+    orientation as `newton_schulz`; the product is evaluated as the 1.0611
+    record does, ``b·A + c·(A·A)``, for bitwise agreement in bf16."""
+    X = G.to(dtype)
+    X = X / (X.norm(dim=(-2, -1), keepdim=True) + eps)
+    transposed = G.size(-2) > G.size(-1)
+    if transposed:
+        X = X.mT
+    for a, b, c in POLAR_EXPRESS_COEFFS[:steps]:
+        A = X @ X.mT
+        B = b * A + c * (A @ A)
+        X = a * X + B @ X
+    return X.mT if transposed else X
+
+
+ORTHOGONALIZERS: dict[str, Callable[..., Tensor]] = {"quintic": newton_schulz, "polar_express": polar_express}
+
+
+def row_normalize(u: Tensor, eps: float = 1e-7) -> Tensor:
+    """MuonEq-R: each row divided by its (fp32) norm, in u's dtype."""
+    return u / u.float().norm(dim=-1, keepdim=True).clamp_min(eps).to(u.dtype)
+
+
 def aspect_scale(rows: int, cols: int) -> float:
     """sqrt(max(1, rows/cols)): keeps the update's RMS comparable for tall matrices."""
     return math.sqrt(max(1.0, rows / cols))
@@ -98,6 +139,8 @@ class Muon(torch.optim.Optimizer):
         world_size: int = 1,
         orthogonalize: Orthogonalizer = newton_schulz,
         update_dtype: torch.dtype = torch.bfloat16,
+        row_normalize: bool = False,
+        momentum_dtype: torch.dtype | None = None,
     ) -> None:
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"Muon: rank {rank} is not in a world of size {world_size}")
@@ -114,6 +157,9 @@ class Muon(torch.optim.Optimizer):
         self.world_size = world_size
         self.orthogonalize = orthogonalize
         self.update_dtype = update_dtype  # dtype of the shared flat update (bf16, as the reference)
+        self.row_normalize = row_normalize  # MuonEq-R before Newton-Schulz
+        # None: the gradient's dtype; bf16: gradient and buffer in bf16 (the 1.0611 record).
+        self.momentum_dtype = momentum_dtype
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
@@ -126,10 +172,13 @@ class Muon(torch.optim.Optimizer):
                 self._step_group(group)
         return loss
 
-    def _momentum_buffer(self, p: Tensor) -> Tensor:
+    def _momentum_buffer(self, p: Tensor, grad: Tensor) -> Tensor:
         state = self.state[p]
         if "momentum_buffer" not in state:
-            state["momentum_buffer"] = torch.zeros_like(p.grad)
+            state["momentum_buffer"] = torch.zeros_like(grad)
+        elif state["momentum_buffer"].dtype != grad.dtype:
+            # Optimizer.load_state_dict casts state to the parameter's dtype; a bf16 buffer goes back.
+            state["momentum_buffer"] = state["momentum_buffer"].to(grad.dtype)
         return state["momentum_buffer"]
 
     def _step_group(self, group: dict[str, Any]) -> None:
@@ -139,17 +188,29 @@ class Muon(torch.optim.Optimizer):
         # Momentum for every parameter on every rank: keeps state complete.
         with_grad = [i for i, p in enumerate(params) if p.grad is not None]
         grads = [params[i].grad for i in with_grad]
-        bufs = [self._momentum_buffer(params[i]) for i in with_grad]
-        if bufs:
+        if self.momentum_dtype is not None:
+            grads = [g.to(self.momentum_dtype) for g in grads]
+        bufs = [self._momentum_buffer(params[i], g) for i, g in zip(with_grad, grads)]
+        per_tensor = self.momentum_dtype is not None and self.momentum_dtype != torch.float32
+        if per_tensor:
+            # Low-precision buffers: the foreach kernels round the scalar momentum to the
+            # buffer's dtype (0.97 -> 0.96875 in bf16); mul_/add_ keep it in fp32 as the record.
+            for b, g in zip(bufs, grads):
+                b.mul_(momentum).add_(g)
+        elif bufs:
             torch._foreach_mul_(bufs, momentum)
             torch._foreach_add_(bufs, grads)
 
         # Directions for the parameters this rank orthogonalises.
         mine = [k for k, i in enumerate(with_grad) if i % self.world_size == self.rank]
-        if group["nesterov"]:
+        if group["nesterov"] and per_tensor:
+            dirs = [grads[k].add(bufs[k], alpha=momentum) for k in mine]
+        elif group["nesterov"]:
             dirs = torch._foreach_add([grads[k] for k in mine], [bufs[k] for k in mine], alpha=momentum) if mine else []
         else:
             dirs = [bufs[k] for k in mine]
+        if self.row_normalize:
+            dirs = [row_normalize(d) for d in dirs]
         owner_index = [with_grad[k] for k in mine]
 
         numels = [p.numel() for p in params]

@@ -31,7 +31,7 @@ from pipeline.data.loader import DistributedTokenLoader
 from pipeline.data.tokenizer import load_tokenizer
 from pipeline.errors import TrainingError
 from pipeline.model import GPT
-from pipeline.optim import build_optimizers, lr_multiplier, muon_momentum
+from pipeline.optim import build_optimizers, lr_multiplier, muon_momentum, training_frac
 from pipeline.progress import progress_bar, write_line
 from pipeline.runtime import Runtime
 from pipeline.train.averaging import EMA, SnapshotKeeper, snapshot_due
@@ -69,6 +69,8 @@ class LoopState:
 
     step: int = 0
     qat_step: int | None = None
+    # Step at which depth recurrence (model.recurrence) switched on.
+    loop_step: int | None = None
     stop_after_step: int | None = None
     nonfinite_step: int | None = None
     step_rows: list[StepRow] = field(default_factory=list)
@@ -122,6 +124,7 @@ class Trainer:
 
         seed_everything(seed)
         self.model = GPT(params.model).to(rt.device)
+        self.model.set_looping(False)  # depth recurrence starts at model.recurrence.enable_at
         configure_qat(self.model, self.cfg.qat_targets, params.quant)  # before compiling: fixes the QAT grids
         self.compiled = torch.compile(self.model, fullgraph=True, dynamic=False) if self.cfg.compile else self.model
         self.ddp = wrap_ddp(self.compiled, rt) if rt.distributed else self.compiled
@@ -173,6 +176,12 @@ class Trainer:
         loader_state = copy.deepcopy(self.loader.state_dict())
         for _ in progress_bar(self.progress, range(steps), desc="compile warm-up", leave=False):
             self._train_step(1.0, muon_momentum(0, self.cfg))
+        if self.params.model.recurrence.num_loops > 0:
+            # The looped order is a second graph: compile it now, not in the timed run.
+            self.model.set_looping(True)
+            for _ in progress_bar(self.progress, range(steps), desc="compile warm-up (looped)", leave=False):
+                self._train_step(1.0, muon_momentum(0, self.cfg))
+            self.model.set_looping(False)
         self.model.load_state_dict(model_state)
         self.opt.load_state_dict(opt_state)
         self.loader.load_state_dict(loader_state)
@@ -218,6 +227,8 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
         if self.state.qat_step is not None:
             self.model.set_qat(True)
+        if self.state.loop_step is not None:
+            self.model.set_looping(True)
 
     # ------------------------------------------------------------------ main loop
     def run(self, resume: bool = False) -> TrainSummary:
@@ -251,6 +262,12 @@ class Trainer:
                     self.model.set_qat(True)
                     st.qat_step = st.step
                     self._say(f"late QAT on at step {st.step} (lr_mul {lr_mul:.4f} < {cfg.qat_threshold})")
+                rec = self.params.model.recurrence
+                if (rec.num_loops > 0 and st.loop_step is None
+                        and training_frac(st.step, reading.elapsed_ms, cfg) >= rec.enable_at):
+                    self.model.set_looping(True)
+                    st.loop_step = st.step
+                    self._say(f"depth recurrence on at step {st.step}: blocks {self.model.layer_order()}")
                 loss = self._train_step(lr_mul, momentum)
                 st.step += 1
                 nonfinite = torch.where((nonfinite < 0) & ~torch.isfinite(loss),
@@ -324,6 +341,7 @@ class Trainer:
             compile_warmup_seconds=self.compile_seconds,
             peak_memory_bytes=self.rt.peak_memory_bytes(),
             qat_step=st.qat_step,
+            loop_step=st.loop_step,
             snapshot_steps=list(self.keeper.steps),
             params_digest=self.params.digest(),
             final_train_loss=st.step_rows[-1].train_loss if st.step_rows else math.nan,

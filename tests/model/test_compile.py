@@ -10,7 +10,7 @@ from torch._dynamo.utils import counters
 
 from pipeline.model.layers import CastedLinear
 from pipeline.quant.rowwise import fake_quant_int6
-from tests.model.helpers import random_tiny_model
+from tests.model.helpers import fill_like_spec, random_tiny_model
 
 
 @pytest.mark.slow
@@ -44,3 +44,33 @@ def test_compiled_forward_backward_and_qat_switch():
     model.set_qat(False)
     torch.testing.assert_close(compiled(ids, targets).detach(), plain.detach(), atol=0, rtol=0)
     assert counters["stats"]["unique_graphs"] == graphs  # flipping the switch did not recompile
+
+
+@pytest.mark.slow
+@pytest.mark.compile
+def test_depth_recurrence_switches_with_one_extra_graph():
+    # model.recurrence flips once in training: the compiled model gets exactly one more
+    # graph (the looped order), and flipping back and forth again compiles nothing.
+    from tests.model.test_frontier_components import frontier_tiny
+
+    torch._dynamo.reset()
+    # 4 layers: block 1 looped (encoder [0, 1, 1], decoder [1, 2, 3]), lanes on block 3.
+    model = frontier_tiny(4, lanes=dict(start_layer=3), recurrence=dict(num_loops=2, loop_start=1, loop_end=1)).train()
+    fill_like_spec(model)
+    eager = copy.deepcopy(model)
+    ids = torch.randint(0, 1024, (2, 16))
+    compiled = torch.compile(model, fullgraph=True, dynamic=False)
+    model.set_looping(False)
+    eager.set_looping(False)
+    plain = compiled(ids, ids)
+    graphs = counters["stats"]["unique_graphs"]
+    torch.testing.assert_close(plain.detach(), eager(ids, ids).detach(), atol=1e-5, rtol=1e-5)
+    model.set_looping(True)
+    eager.set_looping(True)
+    looped = compiled(ids, ids)
+    torch.testing.assert_close(looped.detach(), eager(ids, ids).detach(), atol=1e-5, rtol=1e-5)
+    assert counters["stats"]["unique_graphs"] == graphs + 1
+    for flag in (False, True, False, True):
+        model.set_looping(flag)
+        compiled(ids, ids)
+    assert counters["stats"]["unique_graphs"] == graphs + 1

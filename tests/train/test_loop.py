@@ -136,3 +136,23 @@ def test_tokenizer_vocab_mismatch_is_refused(record_params, embedded_data, tmp_p
     with pytest.raises(DataError, match=r"has vocab 1024 but model\.vocab_size is 2048$") as err:
         Trainer(p, 1, embedded_data.layout.root, tmp_path / "r", detect_runtime(), progress=False)
     assert "\n" not in str(err.value)  # printed as the one line `pgolf: error: ...`
+
+
+def test_depth_recurrence_switches_on_at_its_training_fraction(record_params, embedded_data, tmp_path):
+    # model.recurrence: unlooped until step / iterations >= enable_at, looped after, every
+    # frontier switch on (lanes, skip gates, token smear, attention gate, Polar-Express Muon).
+    p = tiny_params(record_params, embedded_data.layout.root, tmp_path / "runs", train=dict(iterations=8))
+    model = dataclasses.replace(
+        p.model, num_layers=4, mlp_leaky_slope=0.5, skip_gates=True, smear_window=8, smear_bos_mask=True,
+        attn_gate=dataclasses.replace(p.model.attn_gate, enabled=True, window=8, scale=0.5),
+        lanes=dataclasses.replace(p.model.lanes, start_layer=3),
+        recurrence=dataclasses.replace(p.model.recurrence, num_loops=1, loop_start=1, loop_end=1, enable_at=0.5))
+    variant = dataclasses.replace(p.train.muon_variant, ns="polar_express", row_normalize=True, momentum_dtype="bf16")
+    p = dataclasses.replace(p, model=model, train=dataclasses.replace(p.train, muon_variant=variant, min_lr=0.1,
+                                                                        warmdown_frac=0.5))
+    trainer = Trainer(p, 1, embedded_data.layout.root, seed_dir(tmp_path / "runs", 1), detect_runtime(),
+                      progress=False)
+    assert not trainer.model.looping_active
+    summary = trainer.run()
+    assert summary.loop_step == 4 and trainer.model.looping_active
+    assert math.isfinite(summary.final_train_loss)
