@@ -39,7 +39,7 @@ from pipeline.train.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.train.clock import TrainClock
 from pipeline.train.outputs import DIGESTS_KEY, output_digests
 from pipeline.layout import RunLayout
-from pipeline.train.steplog import StepRow, ValRow, write_tsv
+from pipeline.train.steplog import CurveWriter, StepRow, ValRow
 from pipeline.train.validation import Validator
 
 GRAD_ACCUM_BASE = 8  # SPEC §1: grad_accum_steps = 8 / world_size
@@ -325,9 +325,10 @@ class Trainer:
         }
 
     # ------------------------------------------------------------------ outputs
-    def write_outputs(self, summary: dict[str, Any]) -> None:
-        """Rank 0 writes the stage outputs: weights into a fresh directory, then the logs, then
-        the summary with their digests, and last the directory swapped in (`pipeline.train.outputs`)."""
+    def write_outputs(self, summary: dict[str, Any], curves: CurveWriter | None = None) -> None:
+        """Rank 0 writes the stage outputs: weights into a fresh directory, then the curves (when
+        `curves` is given: the train stage passes `pipeline.train.curves.write_curves`), then the
+        summary with their digests, and last the directory swapped in (`pipeline.train.outputs`)."""
         if not self.rt.is_main:
             return
         layout = self.layout
@@ -338,8 +339,8 @@ class Trainer:
                        tmp / layout.snapshots.name)
             if self.ema is not None:
                 torch.save(self.ema.averaged_state(final), tmp / layout.ema_weights.name)
-            write_tsv(layout.train_log, self.state.step_rows, StepRow)
-            write_tsv(layout.val_log, self.state.val_rows, ValRow)
+            if curves is not None:
+                curves(layout.live_dir, self.state.step_rows, self.state.val_rows, summary)
             summary[DIGESTS_KEY] = output_digests(layout, tmp / layout.final_weights.name)
             atomic.write_json(layout.train_summary, summary)
 
@@ -357,18 +358,19 @@ def training_files(params: Params, seed: int, resume: bool = False) -> None:
     if resume:
         reads.append((checkpoint_path(layout.work_dir, 0), "no checkpoint to resume from; start without --resume"))
     key = "train.out_dir"
-    writes = [(layout.train_log, key), (layout.val_log, key), (layout.train_summary, key),
-              (checkpoint_path(layout.work_dir, 0), key)]
-    preflight(reads=reads, writes=writes, builds=[(layout.train_dir, key)])
+    writes = [(layout.train_summary, key), (checkpoint_path(layout.work_dir, 0), key)]
+    preflight(reads=reads, writes=writes, builds=[(layout.live_dir, key), (layout.train_dir, key)])
 
 
 def train(params: Params, seed: int, data_dir: Path, run_dir: Path, rt: Runtime,
           resume: bool = False, progress: bool = True,
-          on_row: Callable[[StepRow | ValRow], None] | None = None) -> dict[str, Any]:
-    """Train one seed; rank 0 writes the outputs listed in `RunLayout`. Returns the summary."""
+          on_row: Callable[[StepRow | ValRow], None] | None = None,
+          curves: CurveWriter | None = None) -> dict[str, Any]:
+    """Train one seed; rank 0 writes the outputs listed in `RunLayout` (the dvclive curves
+    only with `curves`: the exported script has no dvclive). Returns the summary."""
     trainer = Trainer(params, seed, data_dir, run_dir, rt, progress, on_row)
     summary = trainer.run(resume=resume)
-    trainer.write_outputs(summary)
+    trainer.write_outputs(summary, curves)
     rt.barrier()
     trainer.layout.clear_work()
     return summary
