@@ -54,11 +54,19 @@ def write_curves(live_dir: Path, step_rows: Sequence[StepRow], val_rows: Sequenc
         raise PgolfError("dvclive is not installed; the train stage writes its curves with it: "
                          "pip install -e '.[dvc]'") from None
 
+    class FilesOnly(Live):
+        """dvclive's files without its repository integration: outside a DVC repository that
+        integration runs `dvc init` in the enclosing git repository, it fails in a git
+        repository without commits, and the stage's outputs are DVC's to record anyway."""
+
+        def _init_dvc(self) -> None:
+            self._dvc_file = self._init_dvc_file()
+
     rows: list[tuple[int, int, str, StepRow | ValRow]] = [(r.step, 0, TRAIN, r) for r in step_rows]
     rows += [(r.step, 1, VAL, r) for r in val_rows]
     rows.sort(key=lambda t: t[:2])
     with atomic.atomic_dir(live_dir, kind=MARKER_KIND) as tmp:
-        live = Live(str(tmp), dvcyaml=str(tmp / "dvc.yaml"), save_dvc_exp=False, report=None)
+        live = FilesOnly(str(tmp), dvcyaml=str(tmp / "dvc.yaml"), save_dvc_exp=False, report=None)
         for step, _, group, row in rows:
             live.step = step
             for f in fields(row):

@@ -53,6 +53,15 @@ def test_the_directory_is_dvclives_layout_with_its_own_dvc_yaml(live):
     assert "peak_memory_bytes" not in metrics and "device" not in metrics
 
 
+def test_writing_needs_no_repository_and_changes_none(tmp_path):
+    """In a git repository without commits and without DVC (dvclive's own integration would
+    fail there, or run `dvc init`): the curves are written, nothing else appears."""
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    write_curves(tmp_path / "runs" / "dvclive", STEPS, VALS, SUMMARY)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".git", "runs"]
+    assert read_curves(tmp_path / "runs" / "dvclive") == (STEPS, VALS)
+
+
 def test_a_run_without_validation_has_no_val_curves(tmp_path):
     live = tmp_path / "dvclive"
     write_curves(live, STEPS, [], SUMMARY)

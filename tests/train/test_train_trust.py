@@ -156,7 +156,8 @@ def test_a_train_killed_between_its_outputs_cannot_pair_new_with_old(workspace, 
         f"a train run was interrupted while writing?); run `pgolf train --seed {SEED}` again")
     assert disk_state(root) == before
 
-    assert invoke("train", "--seed", str(SEED), "--params", str(longer), "--no-progress").exit_code == 0
+    again = invoke("train", "--seed", str(SEED), "--params", str(longer), "--no-progress")
+    assert again.exit_code == 0, again.output
     assert invoke("swa", "--seed", str(SEED), "--params", str(longer)).exit_code == 0
     assert not [n for n in (x.name for x in run.run_dir.iterdir()) if n.endswith((".tmp", ".old"))]
 
