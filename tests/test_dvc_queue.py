@@ -67,6 +67,14 @@ def test_a_queued_sweep_runs_two_experiments_with_different_metrics(tmp_path):
     assert lrs == {0.02, 0.03}
     assert len(scores) == 2 and len(curves) == 2, (scores, curves)
 
+    # `dvc plots diff exp1 exp2`: the seed's curves of both experiments, no error.
+    names = [exp["name"] for exp in exps]
+    diff = json.loads(dvc("plots", "diff", *names, "--json"))
+    assert not diff.get("errors"), diff["errors"]
+    for curve in ("train/train_loss", "train/lr_mul", "val/val_bpb"):
+        plot = diff["data"][f"runs/seed_7/dvclive/plots/metrics/{curve}.tsv"]
+        assert set(plot[0]["revisions"]) == set(names), plot[0]["revisions"]
+
     table = dvc("exp", "show", "--only-changed", "--no-pager", "--md")
     assert "train.matrix_lr" in table and "0.02" in table and "0.03" in table, table
     header = table.splitlines()[0]
