@@ -56,6 +56,9 @@ def test_a_queued_sweep_runs_two_experiments_with_different_metrics(tmp_path):
 
     exps = experiments(json.loads(dvc("exp", "show", "--json")))
     assert len(exps) == 2, exps
+    for exp in exps:
+        tree = run(["git", "ls-tree", "-r", "--name-only", exp["rev"]], repo, env=e).stdout.split()
+        assert "runs/seed_7/dvclive/dvc.yaml" in tree, (sorted(exp["data"]["metrics"]), tree)
     lrs, scores, curves = set(), set(), set()
     for exp in exps:
         data = exp["data"]

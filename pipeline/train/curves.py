@@ -24,12 +24,15 @@ no dvclive: the export renders its logs from these files.
 from __future__ import annotations
 
 import math
+import os
+import subprocess
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Sequence
 
 from pipeline import atomic
 from pipeline.errors import PgolfError
+from pipeline.progress import write_line
 from pipeline.train.steplog import CurveWriter, StepRow, ValRow
 
 MARKER_KIND = "curves"
@@ -76,6 +79,22 @@ def write_curves(live_dir: Path, step_rows: Sequence[StepRow], val_rows: Sequenc
             if _number(summary.get(key)):
                 live.summary[key] = summary[key]
         live.end()
+    _stage_for_experiment(Path(live_dir) / "dvc.yaml")
+
+
+def _stage_for_experiment(dvcyaml: Path) -> None:
+    """Under `dvc exp run`, `git add` the directory's dvc.yaml, as dvclive does itself there.
+
+    DVC commits an experiment with the files git tracks plus the metrics and plots
+    the dvc.yaml files declare; a dvc.yaml new in this run would be left out of the
+    commit, and with it the curves from `dvc exp show` and `dvc plots diff`.
+    """
+    if not os.environ.get("DVC_EXP_BASELINE_REV"):  # set by `dvc exp run` for its stages
+        return
+    result = subprocess.run(["git", "add", "--", dvcyaml.name], cwd=dvcyaml.parent, capture_output=True, text=True)
+    if result.returncode != 0:
+        write_line(f"pgolf: warning: could not `git add` {dvcyaml} for the experiment commit: "
+                   f"{result.stderr.strip()}")
 
 
 def _read_tsv(path: Path, name: str) -> dict[int, float]:
