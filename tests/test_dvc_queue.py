@@ -82,5 +82,5 @@ def test_a_queued_sweep_runs_two_experiments_with_different_metrics(tmp_path):
     assert "train.matrix_lr" in table and "0.02" in table and "0.03" in table, table
     header = table.splitlines()[0]
     # Params equal in every row (the baseline commit's record params included) are left out.
-    assert "data.hub_repo" not in header and "eval.stride" in header, header
+    assert "data.hub_repo" not in header and "train.iterations" in header, header
     Path(tmp_path / "table.md").write_text(table)
