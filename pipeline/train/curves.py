@@ -83,13 +83,15 @@ def write_curves(live_dir: Path, step_rows: Sequence[StepRow], val_rows: Sequenc
 
 
 def _stage_for_experiment(dvcyaml: Path) -> None:
-    """Under `dvc exp run`, `git add` the directory's dvc.yaml, as dvclive does itself there.
+    """Run as a DVC stage, `git add` the directory's dvc.yaml, as dvclive does itself there.
 
     DVC commits an experiment with the files git tracks plus the metrics and plots
     the dvc.yaml files declare; a dvc.yaml new in this run would be left out of the
     commit, and with it the curves from `dvc exp show` and `dvc plots diff`.
+    DVC_ROOT is set for every stage command (`dvc repro`, `dvc exp run` in the
+    workspace or queued); `dvc exp run` in the workspace sets no variable of its own.
     """
-    if not os.environ.get("DVC_EXP_BASELINE_REV"):  # set by `dvc exp run` for its stages
+    if not os.environ.get("DVC_ROOT"):
         return
     result = subprocess.run(["git", "add", "--", dvcyaml.name], cwd=dvcyaml.parent, capture_output=True, text=True)
     if result.returncode != 0:

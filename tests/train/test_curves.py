@@ -62,9 +62,9 @@ def test_writing_needs_no_repository_and_changes_none(tmp_path):
     assert read_curves(tmp_path / "runs" / "dvclive") == (STEPS, VALS)
 
 
-def test_under_dvc_exp_run_the_dvc_yaml_is_staged_for_the_experiment_commit(tmp_path, monkeypatch):
+def test_as_a_dvc_stage_the_dvc_yaml_is_staged_for_the_experiment_commit(tmp_path, monkeypatch):
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
-    monkeypatch.setenv("DVC_EXP_BASELINE_REV", "0" * 40)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
     write_curves(tmp_path / "runs" / "dvclive", STEPS, VALS, SUMMARY)
     staged = subprocess.run(["git", "diff", "--cached", "--name-only"], cwd=tmp_path, check=True,
                             capture_output=True, text=True).stdout.split()
