@@ -4,6 +4,7 @@
 #   docker build -t pgolf .
 #   docker run --gpus all --ipc=host -v "$PWD":/workspace pgolf            # dvc repro
 #   docker run --gpus all --ipc=host -v "$PWD":/workspace pgolf dvc exp run -S profile=smoke
+#   docker run --rm -v "$PWD":/workspace pgolf dvc exp run -S profile=smoke   # CPU only: no GPU needed
 #
 # The image holds the environment, not the workspace: mount a git checkout of
 # this repository at /workspace. It is the DVC workspace (git history,
@@ -14,12 +15,13 @@
 FROM pytorch/pytorch:2.9.1-cuda12.8-cudnn9-runtime
 
 # git: DVC needs it. gcc + libc headers: Triton (torch.compile) builds small C
-# launchers at run time, and the runtime image has no compiler.
+# launchers at run time, and the runtime image has no compiler. lrzip and brotli:
+# the command-line compressors the frontier records' artifact formats use.
 # safe.directory: the mounted checkout belongs to a host user. The identity is a
 # fallback for the commits `dvc exp run` makes under refs/exps; the checkout's
 # own .git/config (user.name, user.email) takes precedence.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends git gcc libc6-dev lrzip \
+    && apt-get install -y --no-install-recommends git gcc libc6-dev lrzip brotli \
     && rm -rf /var/lib/apt/lists/* \
     && git config --system --add safe.directory '*' \
     && git config --system user.name "pgolf container" \
@@ -44,18 +46,35 @@ RUN python -c "import torch; print(f'torch=={torch.__version__}')" > /tmp/torch-
     && python -m pip install --constraint /tmp/torch-constraint.txt -e '.[dvc,brotli]' \
     && python -c "import torch; assert torch.version.cuda, 'torch lost its CUDA build'" \
     && pgolf --help > /dev/null \
-    && dvc --version
+    && dvc --version \
+    && lrzip --version \
+    && brotli --version
 
-# FlashAttention-3 (Hopper), optional: it is not on PyPI. Pass a pip
-# --find-links page of prebuilt `flash_attn_3` wheels built for the base image's
-# CUDA and torch, e.g. one of the community indexes listed in README.md, as
+# The brotli Python binding, for compressors that call it in-process.
+RUN python -m pip install --constraint /tmp/torch-constraint.txt brotli \
+    && python -c "import brotli; assert brotli.decompress(brotli.compress(b'pgolf')) == b'pgolf'"
+
+# FlashAttention-3 (Hopper; the record used it). It is not on PyPI; PyTorch's own
+# wheel index has builds per CUDA version, at https://download.pytorch.org/whl/cuXYZ/flash-attn-3/
+# (cuXYZ from the base image's torch: cu128 here). When that page holds a wheel
+# matching this image's torch, CUDA and Python it is installed, with no
+# dependencies and torch held, and it must import; when it holds none, the image
+# runs PyTorch's SDPA kernels (`model.attention_backend: auto` picks FA3 when it
+# imports). Another page of `flash_attn_3` wheels (e.g. a community index listed in
+# README.md) replaces PyTorch's with
 #   docker build --build-arg FLASH_ATTN_3_FIND_LINKS=URL -t pgolf .
-# and `model.attention_backend: auto` uses it on the GPU. Without it the image
-# runs PyTorch's SDPA kernels. --no-deps and the constraint keep torch as is.
+# and `--build-arg FLASH_ATTN_3_FIND_LINKS=none` skips FlashAttention-3.
 ARG FLASH_ATTN_3_FIND_LINKS=""
-RUN if [ -n "$FLASH_ATTN_3_FIND_LINKS" ]; then \
-        python -m pip install --constraint /tmp/torch-constraint.txt --no-deps --find-links "$FLASH_ATTN_3_FIND_LINKS" flash_attn_3 \
-        && python -c "import flash_attn_interface; from pipeline.model.attention import fa3_available; assert fa3_available()"; \
+RUN links="$FLASH_ATTN_3_FIND_LINKS"; \
+    if [ -z "$links" ]; then \
+        links="https://download.pytorch.org/whl/$(python -c "import torch; print('cu' + torch.version.cuda.replace('.', ''))")/flash-attn-3/"; \
+    fi; \
+    if [ "$links" = none ]; then \
+        echo "FlashAttention-3 skipped (FLASH_ATTN_3_FIND_LINKS=none)"; \
+    elif python -m pip install --constraint /tmp/torch-constraint.txt --no-deps --no-index --find-links "$links" flash_attn_3 ; then \
+        python -c "import flash_attn_interface; from pipeline.model.attention import fa3_available; assert fa3_available()"; \
+    else \
+        echo "no flash_attn_3 wheel for this image's torch/CUDA/Python at $links: using PyTorch's SDPA kernels"; \
     fi
 
 # A non-root user. uid 1000 owns the mount on most single-user hosts; for

@@ -1,9 +1,8 @@
 """Where each stage writes: one seed's files (`runs/seed_N/...`) and the metrics.
 
     train/              weights written when training ends (final.pt, snapshots.pt, ema.pt)
-    train_log.tsv       per-step table          } written with train/, small files
-    val_log.tsv         periodic validation     } that DVC tracks as plots and metrics
-    train_summary.json  steps, time, memory     } rather than caching
+    dvclive/            curves: step metrics, metrics.json, their dvc.yaml  } written with train/, small
+    train_summary.json  steps, time, memory, output digests                 } files git keeps (cache: false)
     work/               resume checkpoints (not a DVC output; its checkpoints removed when training ends)
     .pgolf-lock         the run lock (`pipeline.locks`), held by train, swa and quantize
     averaged.pt         swa stage output
@@ -45,12 +44,9 @@ class RunLayout:
         return self.train_dir / "ema.pt"
 
     @property
-    def train_log(self) -> Path:
-        return self.run_dir / "train_log.tsv"
-
-    @property
-    def val_log(self) -> Path:
-        return self.run_dir / "val_log.tsv"
+    def live_dir(self) -> Path:
+        """The seed's dvclive directory (`pipeline.train.curves`)."""
+        return self.run_dir / "dvclive"
 
     @property
     def train_summary(self) -> Path:

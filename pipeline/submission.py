@@ -39,7 +39,8 @@ from pipeline.report import render_markdown
 from pipeline.stage_files import read_seed_metrics, read_size_report
 from pipeline.stage_params import PACKED_STAGES
 from pipeline.train.outputs import check_train_outputs
-from pipeline.train.steplog import StepRow, ValRow, read_tsv
+from pipeline.train.curves import read_curves
+from pipeline.train.steplog import StepRow, ValRow
 
 TRACKS = ("10min_16mb", "non_record_16mb")
 
@@ -61,13 +62,9 @@ def seed_log(seed: str, metrics: SeedMetrics, run: RunLayout, params: Params, co
     lines = [f"pgolf export: params {str(prov.get('params_digest'))[:12]} seed:{seed} "
              f"world_size:{prov.get('world_size')} device:{prov.get('device')}"]
     rows: list[tuple[int, int, StepRow | ValRow]] = []
-    for r in read_tsv(run.train_log):
-        row = StepRow(**{k: (int(v) if k in ("step", "qat") else v) for k, v in r.items()})
-        rows.append((row.step, 0, row))
-    if run.val_log.is_file():
-        for r in read_tsv(run.val_log):
-            row = ValRow(**{k: (int(v) if k == "step" else v) for k, v in r.items()})
-            rows.append((row.step, 1, row))
+    step_rows, val_rows = read_curves(run.live_dir)
+    rows += [(row.step, 0, row) for row in step_rows]
+    rows += [(row.step, 1, row) for row in val_rows]
     lines += [row_line(row, params.train.iterations) for _, _, row in sorted(rows, key=lambda t: t[:2])]
     size = read_size_report(run.size_report)
     report = size_report(size.model_bytes, params.quant, code_bytes, enforce=False)
@@ -175,7 +172,7 @@ def export_records(out_dir: Path, summary: Mapping[str, Any], per_seed: Mapping[
         raise PgolfError(f"track {who.track!r}: expected one of {', '.join(TRACKS)}")
     atomic.check_replaceable(out_dir, "submission", force)
     for seed, run in runs.items():
-        for src in (run.artifact, run.train_log, run.train_summary, run.size_report):
+        for src in (run.artifact, run.live_dir / "metrics.json", run.train_summary, run.size_report):
             if not src.is_file():
                 raise PgolfError(f"{src}: missing, cannot export seed {seed}")
         check_size_report(run.artifact, run.size_report, int(seed))  # one quantize run's pair
@@ -216,7 +213,7 @@ def export_inputs(runs: Mapping[str, RunLayout]) -> list[tuple[Path, str]]:
     """Every file `export_records` needs from each seed's run, for `preflight`."""
     return [(src, f"cannot export seed {seed}; run its stages first")
             for seed, run in runs.items()
-            for src in (run.artifact, run.train_log, run.train_summary, run.size_report)]
+            for src in (run.artifact, run.live_dir / "metrics.json", run.train_summary, run.size_report)]
 
 
 def load_seed_metrics(metrics: MetricsLayout, seeds: list[int]) -> dict[str, SeedMetrics]:

@@ -55,7 +55,7 @@ def export_command(
 ) -> None:
     """Write the challenge's records folder for the seeds in params `seeds`.
 
-    Needs every seed's finished stages (metrics/seeds/seed_<s>.json, <run>/train_log.tsv,
+    Needs every seed's finished stages (metrics/seeds/seed_<s>.json, <run>/dvclive/,
     size.json, ...). train_gpt.py is generated from pgolf's modules with these params baked
     in; bytes_code is its size and bytes_total the largest artifact plus it, checked against
     quant.cap_bytes.

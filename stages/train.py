@@ -26,8 +26,8 @@ def train_command(
 
     With train.nproc_per_node > 1 the command re-launches itself under
     `torchrun --standalone`; started by torchrun already (multi-node), it just runs.
-    Writes <run>/train/{final.pt, snapshots.pt, ema.pt, log.tsv, val.tsv, summary.json}
-    when training ends; SIGTERM writes a checkpoint to <run>/work/ and exits 143.
+    Writes <run>/train/{final.pt, snapshots.pt, ema.pt}, <run>/dvclive/ (curves) and
+    <run>/train_summary.json when training ends; SIGTERM writes a checkpoint to <run>/work/ and exits 143.
     One run per seed at a time: a second one exits at once naming the holder of
     <run>/.pgolf-lock.
     """
@@ -36,6 +36,7 @@ def train_command(
     from pipeline.locks import run_lock
     from pipeline.runtime import init_runtime, launched_by_torchrun, launcher_env, shutdown_runtime
     from pipeline.train.launch import relaunch
+    from pipeline.train.curves import write_curves
     from pipeline.train.loop import Interrupted, train, training_files
     from pipeline.train.outputs import ready_train_outputs
 
@@ -59,7 +60,8 @@ def train_command(
             ready_train_outputs(run, launcher_env()[1])
         rt = init_runtime()
         try:
-            summary = train(p, seed, Path(p.data.out_dir), run.run_dir, rt, resume=resume, progress=progress)
+            summary = train(p, seed, Path(p.data.out_dir), run.run_dir, rt, resume=resume, progress=progress,
+                            curves=write_curves)
         except Interrupted as exc:
             if rt.is_main:
                 print(f"pgolf: {exc}", file=sys.stderr)

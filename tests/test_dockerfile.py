@@ -97,16 +97,31 @@ def test_torch_is_never_reinstalled_over_the_cuda_build():
     assert f"--constraint {constraint}" in script
 
 
-def test_flash_attention_3_is_opt_in_and_keeps_torch():
-    """Only with --build-arg FLASH_ATTN_3_FIND_LINKS: no dependencies, torch held, import checked."""
+def test_flash_attention_3_comes_from_pytorchs_index_for_the_base_images_cuda():
+    """By default from PyTorch's FA3 index for the base image's CUDA (cuXYZ from torch.version.cuda),
+    or a page given with --build-arg; no dependencies, torch held, import checked when installed,
+    SDPA when no wheel matches."""
     args = [rest for word, rest in instructions() if word == "ARG"]
     assert 'FLASH_ATTN_3_FIND_LINKS=""' in args
     fa3 = [a for a in pip_installs() if "flash_attn_3" in a]
     assert len(fa3) == 1
-    assert {"--no-deps", "--constraint", "--find-links"} <= set(fa3[0])
-    run = next(rest for word, rest in instructions() if word == "RUN" and "flash_attn_3" in rest)
-    assert run.startswith('if [ -n "$FLASH_ATTN_3_FIND_LINKS" ]; then')
-    assert "assert fa3_available()" in run
+    assert {"--no-deps", "--constraint", "--find-links", "--no-index"} <= set(fa3[0])
+    run = " ".join(next(rest for word, rest in instructions() if word == "RUN" and "flash_attn_3" in rest).split())
+    assert "https://download.pytorch.org/whl/$(python -c \"import torch; print('cu' + " \
+           "torch.version.cuda.replace('.', ''))\")/flash-attn-3/" in run
+    # Installed: it must import. Not installed: the build goes on (the else branch), saying so.
+    assert re.search(r"elif python -m pip install [^;]*flash_attn_3 ; then python -c \"import flash_attn_interface;"
+                     r"[^\"]*assert fa3_available\(\)\"; else echo \"no flash_attn_3 wheel", run), run
+
+
+def test_lrzip_and_brotli_are_installed_and_checked():
+    ins = instructions()
+    run = " ".join(rest for word, rest in ins if word == "RUN")
+    assert re.search(r"apt-get install[^&]*\blrzip\b[^&]*\bbrotli\b", run)
+    assert "lrzip --version" in run and "brotli --version" in run
+    brotli = [a for a in pip_installs() if "brotli" in a]
+    assert len(brotli) == 1 and "--constraint" in brotli[0]
+    assert "import brotli" in run
 
 
 def test_git_non_root_workdir_volume_and_default_command():

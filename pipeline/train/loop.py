@@ -42,7 +42,7 @@ from pipeline.stage_files import write_train_summary
 from pipeline.train.outputs import output_digests
 from pipeline.train.qat import configure_qat
 from pipeline.layout import RunLayout
-from pipeline.train.steplog import StepRow, ValRow, write_tsv
+from pipeline.train.steplog import CurveWriter, StepRow, ValRow
 from pipeline.train.validation import Validator
 
 GRAD_ACCUM_BASE = 8  # SPEC §1: grad_accum_steps = 8 / world_size
@@ -348,9 +348,10 @@ class Trainer:
         )
 
     # ------------------------------------------------------------------ outputs
-    def write_outputs(self, summary: TrainSummary) -> TrainSummary:
-        """Rank 0 writes the stage outputs: weights into a fresh directory, then the logs, then
-        the summary with their digests, and last the directory swapped in (`pipeline.train.outputs`).
+    def write_outputs(self, summary: TrainSummary, curves: CurveWriter | None = None) -> TrainSummary:
+        """Rank 0 writes the stage outputs: weights into a fresh directory, then the curves (when
+        `curves` is given: the train stage passes `pipeline.train.curves.write_curves`), then the
+        summary with their digests, and last the directory swapped in (`pipeline.train.outputs`).
         Returns the summary as written (with the digests; unchanged on other ranks)."""
         if not self.rt.is_main:
             return summary
@@ -362,8 +363,8 @@ class Trainer:
                        tmp / layout.snapshots.name)
             if self.ema is not None:
                 torch.save(self.ema.averaged_state(final), tmp / layout.ema_weights.name)
-            write_tsv(layout.train_log, self.state.step_rows, StepRow)
-            write_tsv(layout.val_log, self.state.val_rows, ValRow)
+            if curves is not None:
+                curves(layout.live_dir, self.state.step_rows, self.state.val_rows, summary.to_dict())
             summary = dataclasses.replace(summary, outputs_sha256=output_digests(layout, tmp / layout.final_weights.name))
             write_train_summary(layout.train_summary, summary)
         return summary
@@ -382,17 +383,18 @@ def training_files(params: Params, seed: int, resume: bool = False) -> None:
     if resume:
         reads.append((checkpoint_path(layout.work_dir, 0), "no checkpoint to resume from; start without --resume"))
     key = "train.out_dir"
-    writes = [(layout.train_log, key), (layout.val_log, key), (layout.train_summary, key),
-              (checkpoint_path(layout.work_dir, 0), key)]
-    preflight(reads=reads, writes=writes, builds=[(layout.train_dir, key)])
+    writes = [(layout.train_summary, key), (checkpoint_path(layout.work_dir, 0), key)]
+    preflight(reads=reads, writes=writes, builds=[(layout.live_dir, key), (layout.train_dir, key)])
 
 
 def train(params: Params, seed: int, data_dir: Path, run_dir: Path, rt: Runtime,
           resume: bool = False, progress: bool = True,
-          on_row: Callable[[StepRow | ValRow], None] | None = None) -> TrainSummary:
-    """Train one seed; rank 0 writes the outputs listed in `RunLayout`. Returns the summary."""
+          on_row: Callable[[StepRow | ValRow], None] | None = None,
+          curves: CurveWriter | None = None) -> TrainSummary:
+    """Train one seed; rank 0 writes the outputs listed in `RunLayout` (the dvclive curves
+    only with `curves`: the exported script has no dvclive). Returns the summary."""
     trainer = Trainer(params, seed, data_dir, run_dir, rt, progress, on_row)
-    summary = trainer.write_outputs(trainer.run(resume=resume))
+    summary = trainer.write_outputs(trainer.run(resume=resume), curves)
     rt.barrier()
     trainer.layout.clear_work()
     return summary

@@ -1,11 +1,11 @@
 """The train stage's outputs belong together: a kill while writing them cannot pair old with new.
 
-Training writes four outputs (`RunLayout`): the ``train/`` directory and, beside
-it, the two logs and ``train_summary.json`` (small files DVC keeps as plots and
-metrics, so they cannot live inside ``train/``).  They are written in this
-order: the weights into a temporary directory, the logs, the summary (which
-records the sha256 of the new ``final.pt`` and of both logs), and last the
-directory is swapped in.  A kill anywhere leaves either everything old, or a
+Training writes three outputs (`RunLayout`): the ``train/`` directory and, beside
+it, the ``dvclive/`` curves and ``train_summary.json`` (small files git keeps for
+DVC's plots and metrics, so they cannot live inside the cached ``train/``).  They
+are written in this order: the weights into a temporary directory, the curves
+(swapped in whole), the summary (which records the sha256 of the new
+``final.pt`` and of every curve file), and last the directory is swapped in.  A kill anywhere leaves either everything old, or a
 summary whose digests do not match the files beside it, which
 `check_train_outputs` refuses with one line before anything reads them.
 """
@@ -24,12 +24,13 @@ DIGESTS_KEY = "outputs_sha256"
 
 
 def output_digests(layout: RunLayout, weights: Path) -> dict[str, str]:
-    """sha256 of the new final weights (at `weights`, not yet in place) and of both logs, by run-relative name."""
-    return {
-        f"{layout.train_dir.name}/{layout.final_weights.name}": file_sha256(weights),
-        layout.train_log.name: file_sha256(layout.train_log),
-        layout.val_log.name: file_sha256(layout.val_log),
-    }
+    """sha256 of the new final weights (at `weights`, not yet in place) and of every file of the
+    curves (when written), by run-relative name."""
+    digests = {f"{layout.train_dir.name}/{layout.final_weights.name}": file_sha256(weights)}
+    if layout.live_dir.is_dir():
+        for path in sorted(p for p in layout.live_dir.rglob("*") if p.is_file()):
+            digests[path.relative_to(layout.run_dir).as_posix()] = file_sha256(path)
+    return digests
 
 
 def check_train_outputs(layout: RunLayout, seed: int) -> dict[str, Any]:
@@ -62,8 +63,9 @@ def ready_train_outputs(layout: RunLayout, world_size: int) -> None:
     from pipeline.atomic import check_replaceable, clean_stale
     from pipeline.train.checkpoint import checkpoint_path
 
-    for output in (layout.train_log, layout.val_log, layout.train_summary):
+    for output in (layout.live_dir, layout.train_summary):
         clean_stale(output)
     for rank in range(world_size):
         clean_stale(checkpoint_path(layout.work_dir, rank))
     check_replaceable(layout.train_dir, "train")
+    check_replaceable(layout.live_dir, "curves")

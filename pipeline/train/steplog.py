@@ -1,11 +1,14 @@
-"""The per-step training table and validation table (TSV, drawable by `dvc plots`)."""
+"""The rows of the per-step training table and of the validation table.
+
+The train stage writes them as dvclive curves (`pipeline.train.curves`); the
+exported script prints them as log lines (`pipeline.export.logfmt`)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-
-from pipeline import atomic
+from typing import Any, Callable
 
 
 @dataclass(frozen=True)
@@ -28,24 +31,6 @@ class ValRow:
     train_time_ms: float
 
 
-def _format(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
-
-
-def render_tsv(rows: list, row_type: type) -> str:
-    header = "\t".join(f.name for f in fields(row_type))
-    lines = [header] + ["\t".join(_format(v) for v in asdict(r).values()) for r in rows]
-    return "\n".join(lines) + "\n"
-
-
-def write_tsv(path: Path, rows: list, row_type: type) -> None:
-    atomic.write_text(path, render_tsv(rows, row_type))
-
-
-def read_tsv(path: Path) -> list[dict[str, float]]:
-    """Read a table written by `write_tsv` back as dicts of numbers."""
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    header = lines[0].split("\t")
-    return [dict(zip(header, (float(v) for v in line.split("\t")))) for line in lines[1:] if line]
+# Writes a seed's curves (its dvclive directory, `pipeline.train.curves.write_curves`) from
+# the rows and the summary; the train stage passes one to `pipeline.train.loop.train`.
+CurveWriter = Callable[[Path, Sequence[StepRow], Sequence[ValRow], dict[str, Any]], None]

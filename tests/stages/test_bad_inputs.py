@@ -105,7 +105,7 @@ def test_train_out_dir_under_a_file_fails_before_training(ws):
     params = params_with(root, p, train={"out_dir": "notes.txt/runs"})
     before = tree(root)
     message = one_line(invoke("train", "--seed", str(SEED), "--params", params))
-    assert message == f"train.out_dir: cannot create notes.txt/runs/seed_{SEED}/train_log.tsv: notes.txt is not a directory"
+    assert message == f"train.out_dir: cannot create notes.txt/runs/seed_{SEED}/train_summary.json: notes.txt is not a directory"
     assert tree(root) == before
 
 
@@ -119,7 +119,7 @@ def test_unwritable_train_out_dir_fails_before_training(ws):
         params = params_with(root, p, train={"out_dir": "locked/runs"})
         before = tree(root)
         message = one_line(invoke("train", "--seed", str(SEED), "--params", params))
-        assert message == (f"train.out_dir: cannot create locked/runs/seed_{SEED}/train_log.tsv: "
+        assert message == (f"train.out_dir: cannot create locked/runs/seed_{SEED}/train_summary.json: "
                            "locked is not writable (Operation not permitted)")
         assert tree(root) == before
     finally:

@@ -14,7 +14,7 @@ from pipeline.layout import RunLayout, seed_dir
 from pipeline.optim.schedule import lr_multiplier
 from pipeline.runtime import detect_runtime
 from pipeline.train.loop import Trainer, train
-from pipeline.train.steplog import read_tsv
+from pipeline.train.curves import read_curves, write_curves
 from tests.train.helpers import tiny_params
 
 
@@ -23,22 +23,22 @@ def sixty_step_run(record_params, embedded_data, tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
     p = tiny_params(record_params, embedded_data.layout.root, runs,
                     train=dict(iterations=60, warmdown_iters=30, val_loss_every=20, qat_threshold=0.1))
-    summary = train(p, 1, embedded_data.layout.root, seed_dir(runs, 1), detect_runtime(), progress=False)
+    summary = train(p, 1, embedded_data.layout.root, seed_dir(runs, 1), detect_runtime(), progress=False,
+                    curves=write_curves)
     return p, summary, RunLayout(seed_dir(runs, 1))
 
 
 @pytest.mark.slow
 def test_loss_falls_in_a_sixty_step_run(sixty_step_run):
     _, summary, layout = sixty_step_run
-    rows = read_tsv(layout.train_log)
-    assert [int(r["step"]) for r in rows] == list(range(1, 61))
-    first = sum(r["train_loss"] for r in rows[:5]) / 5
-    last = sum(r["train_loss"] for r in rows[-5:]) / 5
+    rows, val = read_curves(layout.live_dir)
+    assert [r.step for r in rows] == list(range(1, 61))
+    first = sum(r.train_loss for r in rows[:5]) / 5
+    last = sum(r.train_loss for r in rows[-5:]) / 5
     assert first > math.log(1024) - 0.5  # starts near uniform over the vocabulary
     assert last < first - 1.0
-    val = read_tsv(layout.val_log)
-    assert [int(r["step"]) for r in val] == [0, 20, 40, 60]
-    assert val[-1]["val_loss"] < val[0]["val_loss"] - 0.5 and val[-1]["val_bpb"] > 0
+    assert [r.step for r in val] == [0, 20, 40, 60]
+    assert val[-1].val_loss < val[0].val_loss - 0.5 and val[-1].val_bpb > 0
     assert summary.steps == 60 and summary.stopped_by == "iterations"
     assert summary.tokens_seen == 60 * 8 * 2 * 64
 
@@ -48,7 +48,7 @@ def test_qat_switches_on_where_the_multiplier_falls_below_the_threshold(sixty_st
     p, summary, layout = sixty_step_run
     expected = next(s for s in range(60) if lr_multiplier(s, 0.0, p.train) < p.train.qat_threshold)
     assert summary.qat_step == expected == 58  # (60 - s) / 30 < 0.1  <=>  s > 57
-    qat_column = [int(r["qat"]) for r in read_tsv(layout.train_log)]
+    qat_column = [r.qat for r in read_curves(layout.live_dir)[0]]
     assert qat_column == [0] * expected + [1] * (60 - expected)
 
 
@@ -106,15 +106,16 @@ def test_wallclock_cap_stops_training(record_params, embedded_data, tmp_path, mo
     monkeypatch.setattr(Trainer, "_train_step", step_taking_125_ms)
     p = tiny_params(record_params, embedded_data.layout.root, tmp_path,
                     train=dict(iterations=100_000, max_wallclock_seconds=1.5, warmdown_iters=4))
-    summary = train(p, 1, embedded_data.layout.root, seed_dir(tmp_path, 1), detect_runtime(), progress=False)
+    summary = train(p, 1, embedded_data.layout.root, seed_dir(tmp_path, 1), detect_runtime(), progress=False,
+                    curves=write_curves)
     assert summary.stopped_by == "wallclock"
     assert summary.steps == 12
     assert summary.train_seconds == 1.5
-    rows = read_tsv(RunLayout(seed_dir(tmp_path, 1)).train_log)
-    assert [r["step"] for r in rows] == list(range(1, 13))
+    rows = read_curves(RunLayout(seed_dir(tmp_path, 1)).live_dir)[0]
+    assert [r.step for r in rows] == list(range(1, 13))
     # Row `step` logs the multiplier of the step from k = step - 1, taken at k x 125 ms.
     expected = [1.0 if k < 8 else (1500 - 125 * k) / 500 for k in range(12)]
-    assert [r["lr_mul"] for r in rows] == pytest.approx(expected, abs=1e-6)
+    assert [r.lr_mul for r in rows] == pytest.approx(expected, abs=1e-6)
 
 
 def test_non_finite_loss_stops_with_the_step_and_writes_nothing(record_params, embedded_data, tmp_path):

@@ -15,7 +15,7 @@ from pipeline.layout import RunLayout, seed_dir
 from pipeline.config import load_params
 from pipeline.errors import TrainingError
 from pipeline.train.checkpoint import checkpoint_path, load_checkpoint, read_checkpoint
-from pipeline.train.steplog import read_tsv
+from pipeline.train.curves import read_curves
 from tests.conftest import ROOT
 from tests.train.helpers import tiny_params, write_params
 
@@ -112,9 +112,9 @@ def test_killed_and_resumed_equals_uninterrupted(record_params, embedded_data, t
     sb = torch.load(run.snapshots, weights_only=True)
     assert sa["steps"] == sb["steps"] and all(
         torch.equal(x[k], y[k]) for x, y in zip(sa["states"], sb["states"]) for k in x)
-    log_a = read_tsv(RunLayout(_run_dir(tmp_path, "straight")).train_log)
-    log_b = read_tsv(run.train_log)
-    assert [r["train_loss"] for r in log_a] == [r["train_loss"] for r in log_b]
+    log_a = read_curves(RunLayout(_run_dir(tmp_path, "straight")).live_dir)[0]
+    log_b = read_curves(run.live_dir)[0]
+    assert [r.train_loss for r in log_a] == [r.train_loss for r in log_b]
     assert not run.work_dir.exists()
 
 
