@@ -13,7 +13,7 @@ from pipeline.config import ScoreFirstTttConfig
 from pipeline.evaluate import ttt
 from pipeline.evaluate.ttt import ScoreLedger, TttOrderError, find_documents, score_first_ttt, timed
 from pipeline.runtime import Runtime
-from tests.evaluate.ttt_cases import CASES, case_inputs, run_pgolf
+from tests.evaluate.ttt_cases import CASES, GPT_CASES, case_inputs, run_pgolf
 from tests.evaluate.ttt_toy import ToyTttModel, toy_stream
 
 # scripts/parity/ttt_parity.py: the record's eval_val_ttt_phased (plain path) on the same inputs
@@ -23,10 +23,13 @@ RECORD = {
     "no_global": (3.1279115954960526, 5.990639663495737),
     "sgd_lora": (3.015424664926833, 5.775202414929257),
     "sidecar": (3.453922268382146, 5.878659840693369),
+    # The record's own GPT (forward_ttt, BatchedTTTLoRA, varlen global phase) holding pgolf's GPT's weights
+    "gpt_looped": (2.716143667079588, 5.145720808937488),
+    "gpt_plain_two_phases": (2.6780965211812955, 5.07364067829402),
 }
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("name", sorted(CASES) + sorted(GPT_CASES))
 def test_phased_bpb_equals_the_records(name):
     ledger = ScoreLedger(case_inputs(name)[1].numel())
     sums = run_pgolf(name, ledger)

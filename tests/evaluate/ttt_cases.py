@@ -40,8 +40,8 @@ def toy_luts() -> ByteLuts:
 # sparse attention gate, two lanes from layer 3, layers 1-2 looped once more, XSA everywhere),
 # tiny; the rotary reference length covers the windows, as the record's ROPE_YARN=0.
 ROOT = Path(__file__).resolve().parents[2]
-GPT_DOCS, GPT_SEQ_LEN = 20, 32
-_GPT_TTT = dataclasses.replace(_BASE, chunk_size=8, batch_docs=4, prefix_docs=8, global_chunk_tokens=128)
+GPT_DOCS, GPT_SEQ_LEN = 12, 32
+_GPT_TTT = dataclasses.replace(_BASE, chunk_size=8, batch_docs=4, prefix_docs=6, global_chunk_tokens=128)
 GPT_CASES: dict[str, tuple[dict, PhasedTttConfig]] = {
     # Every adapter (q, k, v, MLP, attention output, head), one global phase.
     "gpt_looped": ({}, _GPT_TTT),
@@ -80,7 +80,7 @@ def gpt_model(name: str) -> GPT:
 def case_inputs(name: str):
     """(model, tokens, luts, sidecar or None, cfg, seq_len, seed) of one case; fresh each call."""
     if name in GPT_CASES:
-        return (gpt_model(name), toy_stream(VOCAB, GPT_DOCS, seed=11, max_len=90), toy_luts(), None,
+        return (gpt_model(name), toy_stream(VOCAB, GPT_DOCS, seed=11, max_len=70), toy_luts(), None,
                 GPT_CASES[name][1], GPT_SEQ_LEN, SEED)
     torch.manual_seed(0)
     model = ToyTttModel(VOCAB)
