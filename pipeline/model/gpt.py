@@ -10,7 +10,11 @@
 
 `forward(ids, targets)` returns the mean cross-entropy in fp32,
 `forward(ids, targets, reduction="none")` the (B, T) per-token losses and
-`logits(ids)` the soft-capped logits; all three go through `logits`.
+`logits(ids)` the soft-capped logits; all three go through `logits`, and it
+through `hidden`.  Phased test-time training (pipeline/evaluate/ttt.py) uses
+`ttt_adapters`, `ttt_token_losses` and `ttt_stream_loss`: the same `hidden`,
+with per-document LoRA adapters (not parameters of this model) and, for the
+packed stream, attention within each document (docs/evaluation.md).
 Under autocast the residual stream is in the autocast dtype (bf16 on the GPU,
 SPEC §2): the fp32 embedding sum is cast once, before the first RMS norm.
 """
