@@ -132,3 +132,20 @@ def test_two_ranks_share_the_documents_and_score_each_target_once(tmp_path):
     assert totals[0].tolist() == totals[1].tolist()  # all-reduced
     assert totals[0][0] == tokens.numel() - 1
     assert totals[0][1] == run_pgolf("three_phases").bytes
+
+
+def test_ranks_share_a_fresh_coordination_folder_that_goes_afterwards():
+    """evaluate's phased TTT on several ranks: rank 0's fresh folder holds the batch counter
+    (its path is the one broadcast) and is removed after the pass; one process needs none."""
+    from pipeline.evaluate.session import _coordination_dir
+
+    cpu = torch.device("cpu")
+    with _coordination_dir(Runtime(cpu, "gloo", None)) as folder:
+        assert folder is None
+    with _coordination_dir(Runtime(cpu, "gloo", None, rank=0, world_size=2)) as folder:
+        assert folder.is_dir() and folder.name.startswith("pgolf-ttt-")
+        (folder / ".ttt_counter").write_bytes(b"\0" * 8)
+    assert not folder.exists()
+    with _coordination_dir(Runtime(cpu, "gloo", None, rank=1, world_size=2)) as other:
+        assert other is not None and other.is_dir()
+    assert other.is_dir()  # a placeholder rank 1 never writes in, left alone
