@@ -46,8 +46,23 @@ class BatchedLoRA(nn.Module):
 
 
 @dataclass(frozen=True)
+class BlockAdapters:
+    """The adapters of one block call ("slot"): each maps that call's input to an
+    update added to one projection's output; None where that adapter is off."""
+
+    q: BatchedLoRA
+    v: BatchedLoRA
+    k: BatchedLoRA | None
+    mlp: BatchedLoRA | None
+    out: BatchedLoRA | None
+
+
+@dataclass(frozen=True)
 class AdapterShape:
-    """What the adapters attach to: the model's width, kv width, vocabulary and block count."""
+    """What the adapters attach to: the model's width, kv width, vocabulary and block count.
+
+    `num_blocks` counts block *calls* (slots): a depth-recurrent model that runs
+    a block several times gives each call adapters of its own, as the record does."""
 
     model_dim: int
     kv_dim: int
@@ -78,6 +93,11 @@ class DocumentAdapters(nn.Module):
         self.k = per_block(d, shape.kv_dim) if k else None
         self.mlp = per_block(d, d) if mlp else None
         self.out = per_block(d, d) if out else None
+
+    def slot(self, i: int) -> BlockAdapters:
+        """The adapters of the i-th block call, in the order the model runs its blocks."""
+        pick = lambda group: None if group is None else group[i]  # noqa: E731
+        return BlockAdapters(q=self.q[i], v=self.v[i], k=pick(self.k), mlp=pick(self.mlp), out=pick(self.out))
 
     def reset(self) -> None:
         for module in self.modules():

@@ -6,9 +6,12 @@ three figures (pre-quantisation, int6 round trip, int6 sliding window) share the
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import shutil
+import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -111,17 +114,31 @@ class Evaluator:
                 return score_first_ttt(model, stream, self.luts, ttt_cfg.score_first, self.cfg.seq_len,
                                        self.cfg.stride, self.cfg.batch_seqs, self.rt, sidecar=sidecar, ledger=ledger)
         else:
-            if not hasattr(model, "ttt_adapters"):
-                raise PgolfError("eval.ttt.mode=phased needs a model with per-document LoRA adapters "
-                                 "(ttt_adapters, ttt_token_losses, ttt_stream_loss); this GPT has none: "
-                                 "use eval.ttt.mode=score_first")
             def run() -> EvalSums:
-                return phased_ttt(model, stream, self.luts, ttt_cfg.phased, self.cfg.seq_len, self.rt,
-                                  sidecar=sidecar, ledger=ledger)
+                with _coordination_dir(self.rt) as workdir:
+                    return phased_ttt(model, stream, self.luts, ttt_cfg.phased, self.cfg.seq_len, self.rt,
+                                      sidecar=sidecar, ledger=ledger, workdir=workdir)
         result = timed(run, ttt_cfg.budget_seconds, self.rt)
         if not self.rt.distributed:  # one process saw every target: all scored exactly once
             ledger.check_complete(np.arange(1, stream.numel()))
         return result.figures("ttt")
+
+
+@contextlib.contextmanager
+def _coordination_dir(rt: Runtime) -> Iterator[Path | None]:
+    """Where ranks on one node share phased TTT's batch counter: a fresh folder of rank 0's
+    (its path is what every rank uses), removed afterwards; None in one process."""
+    if not rt.distributed:
+        yield None
+        return
+    if not rt.is_main:
+        yield Path(tempfile.gettempdir())  # a placeholder: rank 0's file names are broadcast
+        return
+    folder = Path(tempfile.mkdtemp(prefix="pgolf-ttt-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def figures(prefix: str, sums: EvalSums, seconds: float) -> dict[str, Any]:

@@ -261,7 +261,10 @@ class PhasedModel(Protocol):
 
     def ttt_token_losses(self, x: Tensor, y: Tensor, adapters: DocumentAdapters) -> Tensor: ...
 
-    def ttt_stream_loss(self, x: Tensor, y: Tensor) -> Tensor: ...
+    def ttt_stream_loss(self, x: Tensor, y: Tensor, max_segment: int = 0) -> Tensor:
+        """Mean loss of a packed 1-D stream, attention within each document, documents
+        cut every `max_segment` tokens (the record's cu_seqlens at eval_seq_len)."""
+        ...
 
 
 def find_documents(tokens: Tensor, bos_id: int) -> list[tuple[int, int]]:
@@ -592,7 +595,7 @@ def _global_sgd(model: PhasedModel, stream: Tensor, cfg: PhasedTttConfig, seq_le
                 local = stream[first:last].to(device=device, dtype=torch.int64)
                 optimizer.zero_grad(set_to_none=True)
                 with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                    loss = model.ttt_stream_loss(local[:-1], local[1:])
+                    loss = model.ttt_stream_loss(local[:-1], local[1:], max_segment=seq_len)
                 loss.backward()
                 _average_grads(params, rt)
                 if cfg.global_grad_clip > 0:

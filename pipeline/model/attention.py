@@ -12,6 +12,9 @@ bf16 only); `auto` takes FA3 when it is importable and the input is on CUDA.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -21,14 +24,46 @@ from pipeline.errors import PgolfError
 from pipeline.model.layers import CastedLinear, rms_norm
 from pipeline.model.rotary import apply_rotary
 
+if TYPE_CHECKING:
+    from pipeline.evaluate.lora import BlockAdapters
+
 try:  # FlashAttention-3 ships as a separate, Hopper-only wheel.
     from flash_attn_interface import flash_attn_func as _fa3_func
 except ImportError:
     _fa3_func = None
+try:
+    from flash_attn_interface import flash_attn_varlen_func as _fa3_varlen_func
+except ImportError:
+    _fa3_varlen_func = None
 
 
 def fa3_available() -> bool:
     return _fa3_func is not None
+
+
+@dataclass(frozen=True)
+class Segments:
+    """A packed (1, N) stream cut into segments that attend only within themselves
+    (the record's cu_seqlens): `bounds` = [0, s1, ..., N], strictly increasing."""
+
+    bounds: tuple[int, ...]
+
+    @property
+    def max_len(self) -> int:
+        return max(b - a for a, b in zip(self.bounds, self.bounds[1:]))
+
+    @staticmethod
+    def at_documents(ids: Tensor, bos_id: int, max_len: int) -> Segments:
+        """A segment starts at position 0, at every BOS, and every `max_len` tokens
+        within a document (the record's `_build_cu_seqlens`)."""
+        total = ids.numel()
+        starts = (ids == bos_id).nonzero(as_tuple=True)[0].tolist()
+        if not starts or starts[0] != 0:
+            starts = [0] + starts
+        bounds: list[int] = []
+        for a, b in zip(starts, starts[1:] + [total]):
+            bounds.extend(range(a, b, max_len) if max_len > 0 else [a])
+        return Segments(tuple(bounds + [total]))
 
 
 def exclude_self_value(y: Tensor, v: Tensor) -> Tensor:
@@ -77,9 +112,18 @@ class CausalSelfAttention(nn.Module):
         else:
             self.register_parameter("attn_gate_w", None)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, adapters: BlockAdapters | None = None,
+                segments: Segments | None = None) -> Tensor:
+        """`adapters` (phased TTT) add their low-rank updates to q, k, v (before Canon-B)
+        and to the output projection, all read from x; `segments` restricts a (1, N)
+        stream's attention to each segment."""
         b, t, dim = x.shape
         q, k, v = self.c_q(x), self.c_k(x), self.c_v(x)
+        if adapters is not None:
+            q = q + adapters.q(x)
+            if adapters.k is not None:
+                k = k + adapters.k(x)
+            v = v + adapters.v(x)
         if self.canon_b is not None:
             qkv = self.canon_b(torch.cat((q, k, v), dim=-1))
             q, k, v = qkv.split((q.size(-1), k.size(-1), v.size(-1)), dim=-1)
@@ -89,14 +133,17 @@ class CausalSelfAttention(nn.Module):
         q = apply_rotary(rms_norm(q), cos, sin)
         k = apply_rotary(rms_norm(k), cos, sin)
         q = q * self.q_gain.to(q.dtype)[None, None, :, None]
-        y = self._attend(q, k, v)
+        y = self._attend(q, k, v) if segments is None else self._attend_segments(q, k, v, segments)
         if self.use_xsa:
             y = exclude_self_value(y, v.to(y.dtype))
         if self.attn_gate_w is not None:
             # sigmoid(scale * W_h . x[:window]) per token and head, x being this attention's input.
             g = torch.sigmoid(self.gate_scale * F.linear(x[..., : self.gate_window], self.attn_gate_w.to(x.dtype)))
             y = y * g[..., None].to(y.dtype)
-        return self.proj(y.reshape(b, t, dim))
+        out = self.proj(y.reshape(b, t, dim))
+        if adapters is not None and adapters.out is not None:
+            out = out + adapters.out(x)
+        return out
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         """Causal softmax attention with the default 1/sqrt(head_dim) scale; (B, T, H, D) in and out."""
@@ -109,6 +156,20 @@ class CausalSelfAttention(nn.Module):
             is_causal=True, enable_gqa=self.num_kv_heads != self.num_heads,
         )
         return y.transpose(1, 2)
+
+    def _attend_segments(self, q: Tensor, k: Tensor, v: Tensor, segments: Segments) -> Tensor:
+        """Causal attention within each segment of a (1, N, H, D) stream: FA3's varlen kernel
+        where `_attend` would take FA3, else one causal call per segment."""
+        if q.size(0) != 1:
+            raise PgolfError(f"segmented attention takes one packed stream, got a batch of {q.size(0)}")
+        if self._use_fa3(q) and _fa3_varlen_func is not None:
+            cu = torch.tensor(segments.bounds, dtype=torch.int32, device=q.device)
+            q, k, v = (z[0].to(torch.bfloat16) for z in (q, k, v))
+            out = _fa3_varlen_func(q, k, v, cu_seqlens_q=cu, cu_seqlens_k=cu, max_seqlen_q=segments.max_len,
+                                   max_seqlen_k=segments.max_len, causal=True)
+            return (out[0] if isinstance(out, tuple) else out)[None]
+        bounds = segments.bounds
+        return torch.cat([self._attend(q[:, a:b], k[:, a:b], v[:, a:b]) for a, b in zip(bounds, bounds[1:])], dim=1)
 
     def _use_fa3(self, q: Tensor) -> bool:
         if self.backend == "sdpa":

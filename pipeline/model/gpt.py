@@ -10,7 +10,11 @@
 
 `forward(ids, targets)` returns the mean cross-entropy in fp32,
 `forward(ids, targets, reduction="none")` the (B, T) per-token losses and
-`logits(ids)` the soft-capped logits; all three go through `logits`.
+`logits(ids)` the soft-capped logits; all three go through `logits`, and it
+through `hidden`.  Phased test-time training (pipeline/evaluate/ttt.py) uses
+`ttt_adapters`, `ttt_token_losses` and `ttt_stream_loss`: the same `hidden`,
+with per-document LoRA adapters (not parameters of this model) and, for the
+packed stream, attention within each document (docs/evaluation.md).
 Under autocast the residual stream is in the autocast dtype (bf16 on the GPU,
 SPEC §2): the fp32 embedding sum is cast once, before the first RMS norm.
 """
@@ -18,16 +22,20 @@ SPEC §2): the fp32 embedding sum is cast once, before the first RMS norm.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pipeline.config import ModelConfig, RecurrenceConfig
-from pipeline.model.attention import CausalSelfAttention
+
+if TYPE_CHECKING:
+    from pipeline.config import PhasedTttConfig
+from pipeline.evaluate.lora import AdapterShape, BlockAdapters, DocumentAdapters
+from pipeline.model.attention import CausalSelfAttention, Segments
 from pipeline.model.canon import Canon, canon_blocks
-from pipeline.model.embeddings import BigramHash, SmearGate, TokenSmearGate
+from pipeline.model.embeddings import BOS_ID, BigramHash, SmearGate, TokenSmearGate
 from pipeline.model.init import init_weights
 from pipeline.model.layers import CastedLinear, rms_norm, to_activation_dtype
 from pipeline.model.rotary import Rotary
@@ -94,34 +102,41 @@ class Block(nn.Module):
     def canon_d(self) -> nn.Module | None:
         return self.mlp.canon_d
 
-    def _attn_branch(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    def _attn_branch(self, x: Tensor, cos: Tensor, sin: Tensor, adapters: BlockAdapters | None = None,
+                     segments: Segments | None = None) -> Tensor:
         h = rms_norm(x) * self.ln_scale
         if self.canon_a is not None:
             h = self.canon_a(h)
-        return self.attn_scale.to(x.dtype) * self.attn(h, cos, sin)
+        return self.attn_scale.to(x.dtype) * self.attn(h, cos, sin, adapters, segments)
 
-    def _mlp_branch(self, x: Tensor) -> Tensor:
+    def _mlp_branch(self, x: Tensor, adapters: BlockAdapters | None = None) -> Tensor:
         h = rms_norm(x) * self.ln_scale
         if self.canon_c is not None:
             h = self.canon_c(h)
-        return self.mlp_scale.to(x.dtype) * self.mlp(h)
+        out = self.mlp(h)
+        if adapters is not None and adapters.mlp is not None:
+            out = out + adapters.mlp(h)  # the MLP adapter reads the MLP's input (the record's)
+        return self.mlp_scale.to(x.dtype) * out
 
-    def forward(self, x: Tensor, x0: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    def forward(self, x: Tensor, x0: Tensor, cos: Tensor, sin: Tensor, adapters: BlockAdapters | None = None,
+                segments: Segments | None = None) -> Tensor:
+        """`adapters`: this call's phased-TTT LoRA; `segments`: attention within segments only."""
         mix = self.resid_mix.to(x.dtype)
         x = mix[0] * x + mix[1] * x0
-        x = x + self._attn_branch(x, cos, sin)
-        return x + self._mlp_branch(x)
+        x = x + self._attn_branch(x, cos, sin, adapters, segments)
+        return x + self._mlp_branch(x, adapters)
 
     def parallel_forward(self, lane0: Tensor, lane1: Tensor, x0: Tensor, cos: Tensor, sin: Tensor,
-                         post: Tensor, resid: Tensor) -> tuple[Tensor, Tensor]:
+                         post: Tensor, resid: Tensor, adapters: BlockAdapters | None = None,
+                         segments: Segments | None = None) -> tuple[Tensor, Tensor]:
         """One block on two lanes (PR #1530's parallel residuals): attention reads
         lane 0 (mixed with x0 by resid_mix), the MLP reads lane 1, and each lane
         keeps resid[k] of itself plus post[0, k] of the attention output and
         post[1, k] of the MLP output.  post (2, 2) and resid (2,) are this
         layer's rows of the model's `parallel_post_lambdas` / `parallel_resid_lambdas`."""
         mix = self.resid_mix.to(lane0.dtype)
-        a = self._attn_branch(mix[0] * lane0 + mix[1] * x0, cos, sin)
-        m = self._mlp_branch(lane1)
+        a = self._attn_branch(mix[0] * lane0 + mix[1] * x0, cos, sin, adapters, segments)
+        m = self._mlp_branch(lane1, adapters)
         post, resid = post.to(lane0.dtype), resid.to(lane0.dtype)
         new0 = resid[0] * lane0 + post[0, 0] * a + post[1, 0] * m
         new1 = resid[1] * lane1 + post[0, 1] * a + post[1, 1] * m
@@ -238,6 +253,16 @@ class GPT(nn.Module):
 
     def logits(self, ids: Tensor) -> Tensor:
         """Soft-capped logits (B, T, vocab) for token ids (B, T)."""
+        return self._soft_cap(self._project(self.hidden(ids)))
+
+    def hidden(self, ids: Tensor, adapters: DocumentAdapters | None = None,
+               segments: Segments | None = None) -> Tensor:
+        """The final hidden state before the head's RMS norm, (B, T, dim).
+
+        `adapters` (phased TTT) give every block call, in the order the blocks run
+        (looped repeats included), its own LoRA slot; `segments` cut a (1, N) stream
+        into pieces that attend only within themselves (rotary base: the longest piece).
+        """
         x = self.tok_emb(ids).float()
         if self.bigram is not None:
             x = x + self.bigram(ids)
@@ -248,29 +273,37 @@ class GPT(nn.Module):
         if isinstance(self.smear, SmearGate):
             x = self.smear(x, ids)
         x0 = x
-        cos, sin = self.rotary(ids.size(1), ids.device)
+        cos, sin = self.rotary(ids.size(1), ids.device, None if segments is None else segments.max_len)
         encoder, decoder = self.layer_order()
+        slot = (lambda k: None) if adapters is None else adapters.slot
         skips: list[Tensor] = []
-        for i in encoder:
-            x = self.blocks[i](x, x0, cos, sin)
+        for k, i in enumerate(encoder):
+            x = self.blocks[i](x, x0, cos, sin, slot(k), segments)
             skips.append(x)
         start = self.cfg.lanes.start_layer
         lane0 = lane1 = None
         for j, i in enumerate(decoder):
+            k = len(encoder) + j
             if start > 0 and i >= start:
                 if lane0 is None:
                     lane0 = lane1 = x
                 if j < self.num_skips and skips:
                     lane0 = self._skip(lane0, skips.pop(), j)
                 lane0, lane1 = self.blocks[i].parallel_forward(
-                    lane0, lane1, x0, cos, sin, self.parallel_post_lambdas[i], self.parallel_resid_lambdas[i])
+                    lane0, lane1, x0, cos, sin, self.parallel_post_lambdas[i], self.parallel_resid_lambdas[i],
+                    slot(k), segments)
             else:
                 if j < self.num_skips and skips:
                     x = self._skip(x, skips.pop(), j)
-                x = self.blocks[i](x, x0, cos, sin)
+                x = self.blocks[i](x, x0, cos, sin, slot(k), segments)
         if lane0 is not None:
             x = self._final_lane(lane0, lane1)
-        z = F.linear(rms_norm(x), self.tok_emb.weight.to(x.dtype))
+        return x
+
+    def _project(self, x: Tensor) -> Tensor:
+        return F.linear(rms_norm(x), self.tok_emb.weight.to(x.dtype))
+
+    def _soft_cap(self, z: Tensor) -> Tensor:
         cap = self.cfg.logit_softcap
         return cap * torch.tanh(z / cap)
 
@@ -287,3 +320,37 @@ class GPT(nn.Module):
         logits = self.logits(ids)
         loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction=reduction)
         return loss if reduction == "mean" else loss.view_as(targets)
+
+    # ------------------------------------------------------------------ phased TTT (pipeline/evaluate/ttt.py)
+
+    def ttt_slots(self) -> int:
+        """Block calls per forward in the current looping mode: one LoRA slot each."""
+        encoder, decoder = self.layer_order()
+        return len(encoder) + len(decoder)
+
+    def ttt_adapters(self, batch: int, cfg: PhasedTttConfig) -> DocumentAdapters:
+        """Fresh per-document LoRA for `batch` documents: the head (hidden -> vocab) and, per
+        block call, q, v and (cfg) k, the MLP output and the attention output.  They are
+        not parameters of this model; their initial A draws come from the global RNG."""
+        c = self.cfg
+        shape = AdapterShape(model_dim=c.model_dim, kv_dim=c.num_kv_heads * c.head_dim, vocab_size=c.vocab_size,
+                             embed_dim=c.model_dim, num_blocks=self.ttt_slots())
+        return DocumentAdapters(batch, shape, cfg.lora_rank, cfg.lora_alpha, k=cfg.k_lora, mlp=cfg.mlp_lora,
+                                out=cfg.o_lora, warm_start_a=cfg.warm_start_a)
+
+    def ttt_token_losses(self, x: Tensor, y: Tensor, adapters: DocumentAdapters) -> Tensor:
+        """(B, T) fp32 per-token losses with row b's adapters; B must equal the adapters' batch."""
+        if x.size(0) != adapters.batch:
+            raise ValueError(f"{x.size(0)} rows for adapters of {adapters.batch} documents")
+        h = rms_norm(self.hidden(x, adapters))
+        z = F.linear(h, self.tok_emb.weight.to(h.dtype)) + adapters.head(h)
+        logits = self._soft_cap(z)
+        return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="none").view_as(y)
+
+    def ttt_stream_loss(self, x: Tensor, y: Tensor, max_segment: int = 0) -> Tensor:
+        """Mean fp32 loss over a packed 1-D stream whose tokens attend only within their
+        document (BOS to BOS), documents cut every `max_segment` tokens (0: never)."""
+        segments = Segments.at_documents(x, BOS_ID, max_segment)
+        ids = x[None]
+        logits = self._soft_cap(self._project(self.hidden(ids, segments=segments)))
+        return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())

@@ -40,8 +40,11 @@ class Rotary(nn.Module):
         self.base = base
         self.ref_len = ref_len
 
-    def forward(self, seq_len: int, device: torch.device) -> tuple[Tensor, Tensor]:
-        base = ntk_base(self.base, self.rope_dims, seq_len, self.ref_len)
+    def forward(self, seq_len: int, device: torch.device, scale_len: int | None = None) -> tuple[Tensor, Tensor]:
+        """Tables for positions 0..seq_len-1; the base is the one for a sequence of
+        `scale_len` tokens (default seq_len): a packed stream of segments that attend
+        only within themselves passes its longest segment."""
+        base = ntk_base(self.base, self.rope_dims, seq_len if scale_len is None else scale_len, self.ref_len)
         inv_freq = inverse_frequencies(base, self.rope_dims, device)
         angles = torch.outer(torch.arange(seq_len, device=device, dtype=torch.float32), inv_freq)
         return angles.cos(), angles.sin()

@@ -6,7 +6,8 @@
 The record (PR #1855, records/track_10min_16mb/2026-04-27_SP8192_LQER_SparseGate_
 BOSSmearFix_9HpStack_1.0611) is read from the challenge's bare git mirror and
 imported with its GPU-only pieces stubbed: FlashAttention 3 becomes causal SDPA
-(the record's non-varlen call, the (B, T, H, D) layout), Triton becomes an inert
+(the (B, T, H, D) call, and the varlen call as one causal call per cu_seqlens
+segment, which scripts/parity/ttt_parity.py's global TTT phase uses), Triton becomes an inert
 module (its kernels are defined, never run: the fused CE is switched off and the
 MLP runs its plain path), torch.compile becomes the identity.
 
@@ -135,8 +136,14 @@ def _flash_attn_stub() -> types.ModuleType:
                                            is_causal=causal, enable_gqa=q.size(2) != k.size(2))
         return y.transpose(1, 2)
 
-    def flash_attn_varlen_func(*args, **kwargs):
-        raise RuntimeError("varlen attention is not part of this parity check")
+    def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, causal=True,
+                               window_size=(-1, -1)):
+        """(N, H, D) packed: causal attention within each [cu[i], cu[i+1]) (padding entries repeat N)."""
+        if not torch.equal(cu_seqlens_q, cu_seqlens_k) or window_size != (-1, -1):
+            raise RuntimeError("only the record's self-attention varlen call is stubbed")
+        bounds = sorted(set(cu_seqlens_q.tolist()))
+        return torch.cat([flash_attn_func(q[None, a:b], k[None, a:b], v[None, a:b], causal)[0]
+                          for a, b in zip(bounds, bounds[1:])], dim=0)
 
     fa = types.ModuleType("flash_attn_interface")
     fa.flash_attn_func = flash_attn_func

@@ -17,6 +17,15 @@ Both sides get the same toy model (tests/evaluate/ttt_toy.py, deep copies),
 token stream, byte tables and seed, under several configurations (one phase,
 three phases, no global phase, SGD LoRA, a byte sidecar); the script prints
 each bpb, the difference, and the figures tests/evaluate/test_ttt.py pins.
+
+The real models (``GPT_CASES`` of tests/evaluate/ttt_cases.py): pgolf's GPT with
+the frontier's switches at a tiny size against the record's own GPT, loaded
+whole as scripts/parity/frontier_parity.py does (FlashAttention 3 and its
+varlen call stubbed with causal SDPA, Triton inert, the plain MLP path) and
+holding the same weights (its banks stacked from pgolf's matrices).  The
+record's ``forward_ttt`` / ``BatchedTTTLoRA`` score and adapt; its global phase
+calls its ``forward`` with ``cu_seqlens`` (attention within documents, cut at
+eval_seq_len), pgolf's ``ttt_stream_loss`` the same.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts" / "parity"))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -44,7 +54,8 @@ import torch.distributed as dist  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
-from tests.evaluate.ttt_cases import CASES, VOCAB, case_inputs, run_pgolf  # noqa: E402
+import frontier_parity  # noqa: E402
+from tests.evaluate.ttt_cases import CASES, GPT_CASES, case_inputs, run_pgolf  # noqa: E402
 
 DEFAULT_MIRROR = Path("/work/.mirror/openai+parameter-golf/repo")
 RECORD = "records/track_10min_16mb/2026-04-27_SP8192_LQER_SparseGate_BOSSmearFix_9HpStack_1.0611/train_gpt.py"
@@ -88,8 +99,21 @@ def record_hparams(cfg, seq_len: int, run_id: str) -> SimpleNamespace:
     )
 
 
-def run_record(ns: dict, name: str) -> tuple[float, float]:
+def record_gpt(module, ours) -> nn.Module:
+    """The record's GPT holding pgolf's weights, in pgolf's looping mode (CPU, fp32, plain MLP)."""
+    cfg = ours.cfg
+    theirs = module.GPT(frontier_parity.record_hparams(cfg, cfg.rope_ref_len, yarn=False)).float()
+    theirs.load_state_dict(frontier_parity.to_record_state(ours), strict=True)
+    theirs.looping_active = ours.looping_active
+    for block in theirs.blocks:
+        block.mlp.use_fused = False
+    return theirs.eval()
+
+
+def run_record(ns: dict, name: str, module=None) -> tuple[float, float]:
     model, tokens, luts, sidecar, cfg, seq_len, seed = case_inputs(name)
+    if name in GPT_CASES:
+        model = record_gpt(module, model)
     ns["BatchedLinearLoRA"]._ALPHA = cfg.lora_alpha
     ns["BatchedLinearLoRA"]._WARM_START_A = cfg.warm_start_a
     val_data = SimpleNamespace(val_tokens=tokens, base_bytes_lut=luts.base_bytes.to(torch.int16),
@@ -106,9 +130,13 @@ def main() -> int:
     ap.add_argument("--mirror", type=Path, default=DEFAULT_MIRROR)
     args = ap.parse_args()
     ns = record_namespace(args.mirror)
+    torch.set_num_threads(2)
     worst = 0.0
-    for name in CASES:
-        rec_loss, rec_bpb = run_record(ns, name)
+    with tempfile.TemporaryDirectory() as tmp:
+        module = frontier_parity.load_record(args.mirror, Path(tmp))
+    module.log = lambda *a, **k: None
+    for name in [*CASES, *GPT_CASES]:
+        rec_loss, rec_bpb = run_record(ns, name, module)
         ours = run_pgolf(name)
         diff = abs(ours.bpb - rec_bpb)
         worst = max(worst, diff, abs(ours.loss - rec_loss))

@@ -13,7 +13,7 @@ from pipeline.config import ScoreFirstTttConfig
 from pipeline.evaluate import ttt
 from pipeline.evaluate.ttt import ScoreLedger, TttOrderError, find_documents, score_first_ttt, timed
 from pipeline.runtime import Runtime
-from tests.evaluate.ttt_cases import CASES, case_inputs, run_pgolf
+from tests.evaluate.ttt_cases import CASES, GPT_CASES, case_inputs, run_pgolf
 from tests.evaluate.ttt_toy import ToyTttModel, toy_stream
 
 # scripts/parity/ttt_parity.py: the record's eval_val_ttt_phased (plain path) on the same inputs
@@ -23,10 +23,13 @@ RECORD = {
     "no_global": (3.1279115954960526, 5.990639663495737),
     "sgd_lora": (3.015424664926833, 5.775202414929257),
     "sidecar": (3.453922268382146, 5.878659840693369),
+    # The record's own GPT (forward_ttt, BatchedTTTLoRA, varlen global phase) holding pgolf's GPT's weights
+    "gpt_looped": (2.716143667079588, 5.145720808937488),
+    "gpt_plain_two_phases": (2.6780965211812955, 5.07364067829402),
 }
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("name", sorted(CASES) + sorted(GPT_CASES))
 def test_phased_bpb_equals_the_records(name):
     ledger = ScoreLedger(case_inputs(name)[1].numel())
     sums = run_pgolf(name, ledger)
@@ -129,3 +132,20 @@ def test_two_ranks_share_the_documents_and_score_each_target_once(tmp_path):
     assert totals[0].tolist() == totals[1].tolist()  # all-reduced
     assert totals[0][0] == tokens.numel() - 1
     assert totals[0][1] == run_pgolf("three_phases").bytes
+
+
+def test_ranks_share_a_fresh_coordination_folder_that_goes_afterwards():
+    """evaluate's phased TTT on several ranks: rank 0's fresh folder holds the batch counter
+    (its path is the one broadcast) and is removed after the pass; one process needs none."""
+    from pipeline.evaluate.session import _coordination_dir
+
+    cpu = torch.device("cpu")
+    with _coordination_dir(Runtime(cpu, "gloo", None)) as folder:
+        assert folder is None
+    with _coordination_dir(Runtime(cpu, "gloo", None, rank=0, world_size=2)) as folder:
+        assert folder.is_dir() and folder.name.startswith("pgolf-ttt-")
+        (folder / ".ttt_counter").write_bytes(b"\0" * 8)
+    assert not folder.exists()
+    with _coordination_dir(Runtime(cpu, "gloo", None, rank=1, world_size=2)) as other:
+        assert other is not None and other.is_dir()
+    assert other.is_dir()  # a placeholder rank 1 never writes in, left alone

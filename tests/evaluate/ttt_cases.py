@@ -1,17 +1,20 @@
 """The phased-TTT configurations that scripts/parity/ttt_parity.py runs on both sides and
-tests/evaluate/test_ttt.py pins: a toy model, a stream of 40 random documents, byte tables."""
+tests/evaluate/test_ttt.py pins: a toy model, a stream of 40 random documents, byte tables;
+and pgolf's GPT with the frontier's switches at a tiny size (`GPT_CASES`), whose weights
+the script copies into the record's GPT."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
+from pathlib import Path
 
 import torch
 
-from pipeline.config import PhasedTttConfig
+from pipeline.config import ModelConfig, PhasedTttConfig, load_params
 from pipeline.evaluate.bytes import ByteLuts
 from pipeline.evaluate.scoring import EvalSums
 from pipeline.evaluate.ttt import ScoreLedger, phased_ttt
+from pipeline.model import GPT
 from pipeline.runtime import Runtime
 from tests.evaluate.ttt_toy import ToyTttModel, toy_stream
 
@@ -33,8 +36,52 @@ def toy_luts() -> ByteLuts:
     return ByteLuts((ids % 4 + 1).to(torch.int32) * (ids >= 4), (ids % 3 == 0) & (ids >= 4), ids < 4)
 
 
+# pgolf's GPT: every frontier switch (LeakyReLU², token smear with the BOS mask, skip gates,
+# sparse attention gate, two lanes from layer 3, layers 1-2 looped once more, XSA everywhere),
+# tiny; the rotary reference length covers the windows, as the record's ROPE_YARN=0.
+ROOT = Path(__file__).resolve().parents[2]
+GPT_DOCS, GPT_SEQ_LEN = 12, 32
+_GPT_TTT = dataclasses.replace(_BASE, chunk_size=8, batch_docs=4, prefix_docs=6, global_chunk_tokens=128)
+GPT_CASES: dict[str, tuple[dict, PhasedTttConfig]] = {
+    # Every adapter (q, k, v, MLP, attention output, head), one global phase.
+    "gpt_looped": ({}, _GPT_TTT),
+    # q, v and head only, two phases, a plain U-Net (no recurrence), the lanes' attention lane.
+    "gpt_plain_two_phases": (dict(num_loops=0, final="attn"),
+                             dataclasses.replace(_GPT_TTT, k_lora=False, mlp_lora=False, o_lora=False,
+                                                 num_phases=2, grad_steps=2)),
+}
+
+
+def gpt_config(name: str) -> ModelConfig:
+    """The frontier switch set on the committed record params' model, at a tiny size."""
+    extra = GPT_CASES[name][0]
+    m = load_params(ROOT / "params.yaml").model
+    return dataclasses.replace(
+        m, vocab_size=VOCAB, num_layers=5, model_dim=32, num_heads=4, num_kv_heads=2, mlp_mult=2, rope_dims=4,
+        rope_ref_len=GPT_SEQ_LEN, xsa_last_n=5, bigram_buckets=0, smear=True, smear_window=8, smear_bos_mask=True,
+        canon=dataclasses.replace(m.canon, placements=""), embed_dtype="fp32", mlp_leaky_slope=0.5,
+        skip_gates=True, attn_gate=dataclasses.replace(m.attn_gate, enabled=True, window=8, scale=0.5),
+        lanes=dataclasses.replace(m.lanes, start_layer=3, final=extra.get("final", "mean")),
+        recurrence=dataclasses.replace(m.recurrence, num_loops=extra.get("num_loops", 1), loop_start=1, loop_end=2))
+
+
+def gpt_model(name: str) -> GPT:
+    """pgolf's GPT of a case, every tensor of its state filled from one seeded generator."""
+    torch.manual_seed(0)
+    model = GPT(gpt_config(name)).eval()
+    g = torch.Generator().manual_seed(4321)
+    state = model.state_dict()
+    with torch.no_grad():
+        for key in sorted(state):
+            state[key].copy_(torch.randn(state[key].shape, generator=g) * 0.3)
+    return model
+
+
 def case_inputs(name: str):
     """(model, tokens, luts, sidecar or None, cfg, seq_len, seed) of one case; fresh each call."""
+    if name in GPT_CASES:
+        return (gpt_model(name), toy_stream(VOCAB, GPT_DOCS, seed=11, max_len=70), toy_luts(), None,
+                GPT_CASES[name][1], GPT_SEQ_LEN, SEED)
     torch.manual_seed(0)
     model = ToyTttModel(VOCAB)
     tokens = toy_stream(VOCAB, DOCS, seed=7)

@@ -1,5 +1,6 @@
 """The frontier switches through train -> swa -> quantize -> evaluate (CLI, one tiny seed):
-the new control tensors are averaged, packed and restored, and the evaluated model runs looped."""
+the new control tensors are averaged, packed and restored, the evaluated model runs looped,
+and evaluate's phased TTT (eval.ttt.mode: phased) writes the ttt_* figures."""
 
 from __future__ import annotations
 
@@ -26,7 +27,11 @@ def frontier_switches(p):
         recurrence=dataclasses.replace(m.recurrence, num_loops=1, loop_start=1, loop_end=1, enable_at=0.5))
     variant = dataclasses.replace(p.train.muon_variant, ns="polar_express", row_normalize=True, momentum_dtype="bf16")
     train = dataclasses.replace(p.train, muon_variant=variant, min_lr=0.05, ema_enabled=True)
-    return dataclasses.replace(p, model=model, train=train,
+    # Phased TTT as the frontier scores (per-document LoRA on the looped model, one global phase).
+    phased = dataclasses.replace(p.eval.ttt.phased, chunk_size=16, batch_docs=4, lora_rank=4, prefix_docs=4,
+                                 global_chunk_tokens=256, global_batch_seqs=2)
+    ttt = dataclasses.replace(p.eval.ttt, mode="phased", phased=phased)
+    return dataclasses.replace(p, model=model, train=train, eval=dataclasses.replace(p.eval, ttt=ttt),
                                quant=dataclasses.replace(p.quant, keep_float_max_numel=1024))
 
 
@@ -45,3 +50,6 @@ def test_frontier_switches_run_every_stage(record_params, embedded_data, tmp_pat
         assert math.isfinite(m[key]), key
     # The int6 round trip kept the frontier's control tensors exact: the score moves only a little.
     assert abs(m["int6_standard_bpb"] - m["prequant_averaged_standard_bpb"]) < 0.1
+    # Phased TTT scored every target of the evaluated stream once, within its budget.
+    assert math.isfinite(m["ttt_bpb"]) and math.isfinite(m["ttt_loss"]) and m["ttt_tokens"] == m["sliding_tokens"]
+    assert 0 < m["ttt_seconds"] and m["ttt_within_budget"] is True
