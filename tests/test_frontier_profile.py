@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from pipeline.config import Params, load_params
+from pipeline.config import ConfigError, Params, load_params, replace_path, validate
 from pipeline.model import GPT
 from pipeline.quant.artifact import HEADER_BYTES, MAGIC_PREFIX, pack_artifact, read_artifact
 from pipeline.quant.calibration import collect_hessians
@@ -114,6 +115,15 @@ def test_frontier_quantisation_is_the_records(frontier: Params):
     assert g.hessian_clip_lambda == 0.0
     assert dataclasses.astuple(q.lqer) == (3, 4, True, 64, 4)  # top_k, rank, asym, asym_group, factor_bits
     assert (q.codec.brotli_quality, q.codec.brotli_window, q.codec.similarity_sort) == (11, 24, True)
+
+
+def test_frontier_params_validate_and_the_records_lrzip_is_one_override_away(frontier: Params):
+    validate(frontier)  # composed, loaded and validated without the lrzip program
+    if shutil.which("lrzip"):
+        assert replace_path(frontier, "quant.compressor", "pergroup-lrzip").quant.compressor == "pergroup-lrzip"
+    else:
+        with pytest.raises(ConfigError, match="quant.compressor: the lrzip compressors need the external 'lrzip'"):
+            replace_path(frontier, "quant.compressor", "pergroup-lrzip")
 
 
 def test_frontier_evaluation_is_the_records_phased_ttt(frontier: Params):
