@@ -506,8 +506,8 @@ class QuantSchemes:
 class ClipSigmas:
     """GPTQ's SD-clip multiple of each category's row std (`pipeline.quant.gptq`)."""
 
-    embed: float = doc("SD-clip multiple for embedding rows (the 04-27 record: 20.0).")
-    mlp: float = doc("SD-clip multiple for MLP matrices (the 04-27 record: 10.0).")
+    embed: float = doc("SD-clip multiple for embedding rows (the 04-27 record's default 20.0; its 1.0611 run 14.0).")
+    mlp: float = doc("SD-clip multiple for MLP matrices (the 04-27 record's default 10.0; its 1.0611 run 11.5).")
     attn: float = doc("SD-clip multiple for attention matrices (the 04-27 record: 13.0).")
     other: float = doc("SD-clip multiple for every other matrix (the 04-27 record: 12.85); control tensors "
                        "(gates) are not GPTQ-rounded.")
