@@ -506,10 +506,11 @@ class QuantSchemes:
 class ClipSigmas:
     """GPTQ's SD-clip multiple of each category's row std (`pipeline.quant.gptq`)."""
 
-    embed: float = doc("SD-clip multiple for embedding rows (the 04-27 record: 20.0).")
-    mlp: float = doc("SD-clip multiple for MLP matrices (the 04-27 record: 10.0).")
+    embed: float = doc("SD-clip multiple for embedding rows (the 04-27 record's default 20.0; its 1.0611 run 14.0).")
+    mlp: float = doc("SD-clip multiple for MLP matrices (the 04-27 record's default 10.0; its 1.0611 run 11.5).")
     attn: float = doc("SD-clip multiple for attention matrices (the 04-27 record: 13.0).")
-    other: float = doc("SD-clip multiple for every other matrix, control gates included (the 04-27 record: 12.85).")
+    other: float = doc("SD-clip multiple for every other matrix (the 04-27 record: 12.85); control tensors "
+                       "(gates) are not GPTQ-rounded.")
 
     def validate(self, path: str) -> None:
         for f in dataclasses.fields(self):
@@ -607,6 +608,9 @@ class QuantConfig:
     gptq: GptqConfig = doc("GPTQ rounding (`method: gptq`) and its calibration.")
     lqer: LqerConfig = doc("LQER low-rank correction of the worst-quantised matrices.")
     codec: CodecConfig = doc("Settings of the compressors other than zstd.")
+    control_matrix_suffixes: tuple[str, ...] = doc(
+        "Only the 2-D control tensors whose names end in one of these take `control_matrix_scheme` (the "
+        "04-27 record: `.attn_gate_w`; the rest follow the size rule); empty = every 2-D control tensor.", ())
 
     def validate(self, path: str) -> None:
         # Imported here: the registries import torch and zstandard, which loading params otherwise does not need.

@@ -18,6 +18,10 @@ The records' variant, reproduced code for code on the same weights and Hessian
 
 A tensor without a Hessian (one no calibrated layer reads, or 1-D) is rounded with an
 identity Hessian: GPTQ then reduces to round-to-nearest on the same step.
+
+Control tensors (gates, mixes; `quant.control_matrix_scheme`) are not GPTQ's: the 04-27
+record routes its gates around GPTQ to per-row int8 on the row max, so they are rounded to
+nearest on their scheme's own grid (`pipeline.quant.rtn`), whatever the method.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from pipeline.quant.rtn import RoundToNearest
 
 
 SEARCH_PERCENTILES = (0.9990, 0.9995, 0.9999, 0.99999, 1.0)
@@ -114,12 +120,14 @@ class Gptq:
 
     def encode(self, name: str, rows: Tensor, scheme: Any, cfg: Any,
                inputs: Mapping[str, Any]) -> dict[str, Tensor]:
+        category = inputs.get("category", "other")
+        if category == "control":  # the record's gates bypass GPTQ: per-row round to nearest
+            return RoundToNearest().encode(name, rows, scheme, cfg, inputs)
         g = cfg.gptq
         H = inputs.get("hessians", {}).get(name)
         if H is None or H.shape != (rows.shape[1], rows.shape[1]):
             H = torch.eye(rows.shape[1])
-        category = inputs.get("category", "other")  # control tensors (gates) take the `other` clip
-        sigmas = getattr(g.clip_sigmas, "other" if category == "control" else category)
+        sigmas = getattr(g.clip_sigmas, category)
         codes, step = gptq_quantize(rows, H, scheme.qmax, block_size=g.block_size, damp=g.damp, clip=g.clip,
                                     clip_sigmas=sigmas,
                                     hessian_lambda=g.hessian_clip_lambda)

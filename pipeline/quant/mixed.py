@@ -9,14 +9,15 @@ from its name, dtype and size:
 - ``fp32``  larger control tensors (category ``control`` in `pipeline.model.naming.PARAM_RULES`: gains,
             mixes, gates), kept exact; 2-D control tensors of any size take
             ``quant.control_matrix_scheme`` instead when it is not fp32 (int8row:
-            the 04-27 record's per-row int8 gates);
+            the 04-27 record's per-row int8 gates), only those whose names end in
+            one of ``quant.control_matrix_suffixes`` when it is not empty;
 - 2-D weights: their category's scheme, ``quant.schemes.<category>`` (the
   record: int6 for mlp and attn, int8 for embed and other);
 - every other float tensor: ``quant.non_matrix_scheme`` (the record: int8).
 
 Integer schemes are rounded by the method ``quant.method`` (`pipeline.quant.methods`);
 then LQER (`pipeline.quant.lqer`, ``quant.lqer.top_k`` > 0) may add a low-rank
-correction to the integer-coded matrices with the largest error.
+correction to the integer-coded weight matrices (not control tensors) with the largest error.
 
 The size test comes first, as in the reference: a control tensor small enough
 to keep is stored fp16 like any other small tensor.  That order is what the
@@ -56,7 +57,8 @@ def choose_scheme(name: str, tensor: Tensor, cfg: QuantConfig) -> str:
     if not tensor.is_floating_point():
         return "raw"
     category = tensor_category(name)
-    if category == "control" and tensor.ndim == 2 and cfg.control_matrix_scheme != "fp32":
+    if (category == "control" and tensor.ndim == 2 and cfg.control_matrix_scheme != "fp32"
+            and (not cfg.control_matrix_suffixes or name.endswith(tuple(cfg.control_matrix_suffixes)))):
         return cfg.control_matrix_scheme  # before the size test, as the 04-27 record routes its gates
     if tensor.numel() <= cfg.keep_float_max_numel:
         return "fp16"
@@ -112,8 +114,11 @@ def quantize_state_dict(state_dict: Mapping[str, Tensor], cfg: QuantConfig,
     """Quantise every tensor; keeps the state dict's key order; then the LQER corrections, if on."""
     out = {name: quantize_tensor(name, tensor, cfg, inputs) for name, tensor in state_dict.items()}
     if cfg.lqer.top_k > 0:
+        # Candidates: the integer-coded weight matrices; control tensors (int8row gates) are not, as in
+        # the 04-27 record, whose LQER looks only at its GPTQ-coded matrices.
         coded = {name: get_scheme(e["scheme"]).decode(e, torch.float32, tuple(e["shape"]))
-                 for name, e in out.items() if not get_scheme(e["scheme"]).kept and len(e["shape"]) == 2}
+                 for name, e in out.items() if not get_scheme(e["scheme"]).kept and len(e["shape"]) == 2
+                 and tensor_category(name) != "control"}
         select_and_correct(state_dict, out, coded, cfg.lqer)
     return out
 
