@@ -236,6 +236,8 @@ model:
   xsa_last_n: 1
   canon:
     last_n: 2
+  lanes:
+    start_layer: 1     # the smoke profile's lanes and recurrence, within two layers
 train:
   iterations: 12
   warmup_steps: 0
