@@ -309,7 +309,10 @@ def test_dvc_reruns_only_what_a_change_touches(tmp_path):
     assert ran(out) == set(), out
 
     # The experiment commit carries the uncached metrics and plots.
-    ref = run(["git", "for-each-ref", "--format=%(objectname)", "refs/exps"], repo, env=e).stdout.split()[0]
+    # Experiment refs are refs/exps/<baseline hash split 2/38>/<name>; refs/exps/exec/* (DVC's
+    # bookkeeping, e.g. EXEC_BASELINE: the baseline commit itself) are left out.
+    refs = run(["git", "for-each-ref", "--format=%(refname) %(objectname)", "refs/exps"], repo, env=e).stdout
+    ref = next(obj for name, obj in (line.split() for line in refs.splitlines()) if "/exec/" not in name)
     tree = run(["git", "ls-tree", "-r", "--name-only", ref], repo, env=e).stdout.split()
     assert {"metrics/seeds/seed_7.json", "metrics/summary.json", "runs/seed_7/dvclive/metrics.json",
             "runs/seed_7/dvclive/dvc.yaml", "runs/seed_7/dvclive/plots/metrics/train/train_loss.tsv",
@@ -327,7 +330,7 @@ def test_dvc_reruns_only_what_a_change_touches(tmp_path):
         return set(json.loads(dvc("status", "--json") or "{}"))
 
     assert touched("eval.stride=32") == set()  # the state of the last experiment
-    assert touched("eval.stride=32", "model.mlp_mult=3") == {"train@7", "evaluate@7"}  # not prepare
+    assert touched("eval.stride=32", "model.mlp_mult=3") == {"train@7", "quantize@7", "evaluate@7"}  # not prepare
     assert touched("eval.stride=32", "swa.method=ema") == {"swa@7"}  # not train
     assert touched("eval.stride=32", "quant.zstd_level=3") == {"quantize@7"}
 

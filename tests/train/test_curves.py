@@ -116,3 +116,26 @@ def test_dvc_reads_the_seed_directories_present_whatever_seeds_says(tmp_path):
         for name in ("train/train_loss", "train/lr_mul", "val/val_bpb"):
             assert f"runs/seed_{seed}/dvclive/plots/metrics/{name}.tsv" in ids
     shutil.rmtree(repo)
+
+
+def test_the_project_gitignore_lets_dvc_find_each_seeds_dvclive_dvc_yaml(tmp_path):
+    """DVC collects a seed's dvclive/dvc.yaml only if its own ignore check (scmrepo) does not
+    count runs/seed_N/ as ignored; the cached outputs beside it stay ignored."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from scmrepo.git import Git
+
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    shutil.copy(root / ".gitignore", tmp_path / ".gitignore")
+    seed = tmp_path / "runs" / "seed_1"
+    (seed / "dvclive").mkdir(parents=True)
+    (seed / "train").mkdir()
+    git = Git(str(tmp_path))
+    assert not git.is_ignored(f"{seed}/")
+    assert not git.is_ignored(f"{seed}/dvclive/") and not git.is_ignored(f"{seed}/dvclive/dvc.yaml")
+    assert not git.is_ignored(f"{seed}/train_summary.json") and not git.is_ignored(f"{seed}/size.json")
+    for cached in ("averaged.pt", "model.int6.ptz", "train/", "work/"):
+        assert git.is_ignored(f"{seed}/{cached}"), cached
