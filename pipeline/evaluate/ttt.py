@@ -460,7 +460,7 @@ def phased_ttt(
             else:
                 adapters = model.ttt_adapters(size, cfg).to(device)
                 optimizer = _lora_optimizer(adapters, cfg)
-            _adapt_batch(model, adapters, optimizer, batch, all_tokens, side, luts, cfg, seq_len, device, sums,
+            _adapt_batch(model, adapters, optimizer, batch, all_tokens, side, luts, cfg, seq_len, rt, sums,
                          ledger)
             if global_done:
                 continue
@@ -494,9 +494,10 @@ def _global_documents(gathered: list[Any], boundary: int, docs: list[tuple[int, 
     return sorted(d for rank_docs in gathered if rank_docs for d in rank_docs)[:boundary]
 
 
-def _adapt_batch(model, adapters, optimizer, batch, all_tokens, sidecar, luts, cfg, seq_len, device, sums,
+def _adapt_batch(model, adapters, optimizer, batch, all_tokens, sidecar, luts, cfg, seq_len, rt, sums,
                  ledger) -> None:
     """Score a batch of documents chunk by chunk; after each chunk, train their adapters on it."""
+    device = rt.device
     size = len(batch)
     chunk = cfg.chunk_size
     pred_lens = [length - 1 for _, length in batch]
@@ -520,7 +521,7 @@ def _adapt_batch(model, adapters, optimizer, batch, all_tokens, sidecar, luts, c
         valid = (cols[None, :context] < lengths[:, None]).to(device)
         x = torch.where(valid, gathered[:, :context], 0)
         y = torch.where(valid, gathered[:, 1:], 0)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with rt.autocast():
             losses = model.ttt_token_losses(x, y, adapters)
         target_index = (starts[:, None] + 1 + cols[None, :context]).to(device)
         pos = torch.arange(context, device=device)[None]
@@ -546,7 +547,7 @@ def _adapt_batch(model, adapters, optimizer, batch, all_tokens, sidecar, luts, c
             ledger.train(target_index[:, train_offset:train_offset + chunk].cpu().numpy()[rows].ravel())
         for step in range(cfg.grad_steps):
             if step:
-                with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                with rt.autocast():
                     losses = model.ttt_token_losses(x, y, adapters)
             per_doc = losses[:, train_offset:train_offset + chunk].mean(dim=-1)
             optimizer.zero_grad(set_to_none=True)
@@ -594,7 +595,7 @@ def _global_sgd(model: PhasedModel, stream: Tensor, cfg: PhasedTttConfig, seq_le
                     continue
                 local = stream[first:last].to(device=device, dtype=torch.int64)
                 optimizer.zero_grad(set_to_none=True)
-                with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                with rt.autocast():
                     loss = model.ttt_stream_loss(local[:-1], local[1:], max_segment=seq_len)
                 loss.backward()
                 _average_grads(params, rt)
