@@ -271,16 +271,23 @@ def ran(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
 
-@pytest.mark.slow
-def test_dvc_reruns_only_what_a_change_touches(tmp_path):
+def micro_repo(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A committed copy of the project with the micro profile, and the environment that runs the
+    copy's code (the code DVC hashes)."""
     repo = tmp_path / "repo"
     repo.mkdir()
     copy_repo(repo)
     (repo / "conf" / "profile" / "micro.yaml").write_text(MICRO, encoding="utf-8")
     e = env()
-    e["PYTHONPATH"] = str(repo)  # run the copy's code, the code DVC hashes
+    e["PYTHONPATH"] = str(repo)
     for args in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "micro"]):
         assert run(args, repo, env=e).returncode == 0
+    return repo, e
+
+
+@pytest.mark.slow
+def test_dvc_reruns_only_what_a_change_touches(tmp_path):
+    repo, e = micro_repo(tmp_path)
 
     def dvc(*args: str) -> str:
         r = run(["dvc", *args], repo, env=e, timeout=600)
@@ -303,16 +310,17 @@ def test_dvc_reruns_only_what_a_change_touches(tmp_path):
     for f in cached:
         assert not f.is_symlink() and f.stat().st_nlink >= 2 and f.stat().st_ino in cache, f
 
+    # Experiment refs are refs/exps/<baseline hash split 2/38>/<name>; refs/exps/exec/* (DVC's
+    # bookkeeping, e.g. EXEC_BASELINE: the baseline commit itself) are left out.
+    refs = run(["git", "for-each-ref", "--format=%(refname) %(objectname)", "refs/exps"], repo, env=e).stdout
+    ref = next(obj for name, obj in (line.split() for line in refs.splitlines()) if "/exec/" not in name)
+
     # Nothing changed: nothing runs.
     assert json.loads(dvc("status", "--json") or "{}") == {}
     out = dvc("exp", "run", "-S", "profile=micro")
     assert ran(out) == set(), out
 
-    # The experiment commit carries the uncached metrics and plots.
-    # Experiment refs are refs/exps/<baseline hash split 2/38>/<name>; refs/exps/exec/* (DVC's
-    # bookkeeping, e.g. EXEC_BASELINE: the baseline commit itself) are left out.
-    refs = run(["git", "for-each-ref", "--format=%(refname) %(objectname)", "refs/exps"], repo, env=e).stdout
-    ref = next(obj for name, obj in (line.split() for line in refs.splitlines()) if "/exec/" not in name)
+    # The first experiment's commit (the one whose stages ran) carries the uncached metrics and plots.
     tree = run(["git", "ls-tree", "-r", "--name-only", ref], repo, env=e).stdout.split()
     assert {"metrics/seeds/seed_7.json", "metrics/summary.json", "runs/seed_7/dvclive/metrics.json",
             "runs/seed_7/dvclive/dvc.yaml", "runs/seed_7/dvclive/plots/metrics/train/train_loss.tsv",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_dvc_pipeline import MICRO, copy_repo, env, run
+from tests.test_dvc_pipeline import micro_repo, run
 
 SWEEP = ["-S", "profile=micro", "-S", "train.matrix_lr=choice(0.02,0.03)"]
 
@@ -27,14 +27,7 @@ def experiments(show: list) -> list[dict]:
 
 @pytest.mark.slow
 def test_a_queued_sweep_runs_two_experiments_with_different_metrics(tmp_path):
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    copy_repo(repo)
-    (repo / "conf" / "profile" / "micro.yaml").write_text(MICRO, encoding="utf-8")
-    e = env()
-    e["PYTHONPATH"] = str(repo)
-    for args in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "micro"]):
-        assert run(args, repo, env=e).returncode == 0
+    repo, e = micro_repo(tmp_path)
 
     def dvc(*args: str) -> str:
         r = run(["dvc", *args], repo, env=e, timeout=900)
