@@ -30,7 +30,8 @@ import fcntl
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -150,6 +151,18 @@ def _sliding_windows(total: int, seq_len: int, stride: int) -> list[tuple[int, i
     return [(int(a), int(b), plan.length) for a, b in zip(plan.starts, plan.score_from)]
 
 
+@contextmanager
+def _restored_after_adaptation(model: nn.Module) -> Iterator[None]:
+    """Whatever happens while TTT adapts `model` (freezing blocks, train mode, an error
+    mid-way), hand it back as it came: every parameter trainable, eval mode."""
+    try:
+        yield
+    finally:
+        for p in model.parameters():
+            p.requires_grad_(True)
+        model.eval()
+
+
 def score_first_ttt(
     model: nn.Module, tokens: Tensor, luts: ByteLuts, cfg: ScoreFirstTttConfig, seq_len: int, stride: int,
     batch_seqs: int, rt: Runtime, *, sidecar: Tensor | None = None, ledger: ScoreLedger | None = None,
@@ -178,7 +191,7 @@ def score_first_ttt(
     losses = loss_fn or per_token_losses
     sums = _Sums(device)
     tokens_dev = tokens.to(device)
-    try:
+    with _restored_after_adaptation(model):
         for ci, windows in enumerate(per_chunk):
             mine = windows[len(windows) * rt.rank // rt.world_size:len(windows) * (rt.rank + 1) // rt.world_size]
             model.eval()
@@ -212,10 +225,6 @@ def score_first_ttt(
                     if cfg.grad_clip > 0:
                         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                     optimizer.step()
-    finally:
-        for p in model.parameters():
-            p.requires_grad_(True)
-        model.eval()
     return sums.reduce(rt)
 
 
@@ -445,7 +454,7 @@ def phased_ttt(
         if rt.distributed:
             dist.barrier()
 
-    try:
+    with _restored_after_adaptation(model):
         while True:
             queue_index = coord.claim()
             if queue_index >= len(batches):
@@ -481,10 +490,6 @@ def phased_ttt(
                     time.sleep(0.01)
             dist.barrier()  # every rank is past its last claim before the files go
         coord.close()
-    finally:
-        for p in model.parameters():
-            p.requires_grad_(True)
-        model.eval()
     return sums.reduce(rt)
 
 
