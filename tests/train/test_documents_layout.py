@@ -1,0 +1,48 @@
+"""`train.batch_layout: documents` in the training loop (embedded corpus, one CPU process):
+the packed rows and their segments reach the model, and the warm-up leaves the data
+position where it was (the loader ends where a fresh one does after the trained micro-steps)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+
+from pipeline.data.documents import DocumentLoader
+from pipeline.layout import seed_dir
+from pipeline.runtime import detect_runtime
+from pipeline.train.loop import Trainer
+from tests.train.helpers import SEQ_LEN, tiny_params
+
+
+def _params(record_params, embedded_data, runs, **train):
+    p = tiny_params(record_params, embedded_data.layout.root, runs, train=dict(iterations=4, **train))
+    return dataclasses.replace(p, train=dataclasses.replace(p.train, batch_layout="documents"))
+
+
+def test_training_on_packed_documents(record_params, embedded_data, tmp_path, monkeypatch):
+    p = _params(record_params, embedded_data, tmp_path / "runs", warmup_steps=1)
+    trainer = Trainer(p, 1, embedded_data.layout.root, seed_dir(tmp_path / "runs", 1), detect_runtime(),
+                      progress=False)
+    assert isinstance(trainer.loader, DocumentLoader)
+    seen = []
+    forward = trainer.model.forward
+
+    def spy(ids, targets, reduction="mean", segments=None):
+        seen.append((ids.shape, segments))
+        return forward(ids, targets, reduction, segments)
+
+    monkeypatch.setattr(trainer.model, "forward", spy)
+    start = dict(trainer.loader.state_dict())
+    summary = trainer.run()
+    assert math.isfinite(summary.final_train_loss)
+    local = p.train.train_batch_tokens // 8
+    assert all(shape == (1, local) and seg is not None and seg.max_len == SEQ_LEN for shape, seg in seen)
+    # 1 warm-up step + 4 steps, 8 micro-steps each; the warm-up's data position was restored.
+    assert len(seen) == 8 * 5
+    fresh = DocumentLoader(embedded_data.layout.train_files(), 0, 1, p.model.vocab_size)
+    assert fresh.state_dict() == start
+    for _ in range(8 * 4):
+        fresh.next_batch(p.train.train_batch_tokens, SEQ_LEN, 8)
+    assert trainer.loader.state_dict() == fresh.state_dict()
