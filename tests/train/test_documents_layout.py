@@ -1,6 +1,7 @@
 """`train.batch_layout: documents` in the training loop (embedded corpus, one CPU process):
 the packed rows and their segments reach the model, and the warm-up leaves the data
-position where it was (the loader ends where a fresh one does after the trained micro-steps)."""
+position where it was (the loader ends where a fresh one does after the trained micro-steps),
+having primed the compiled graph's cu_seqlens lengths as the record's warm-up does."""
 
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ def _params(record_params, embedded_data, runs, **train):
 
 
 def test_training_on_packed_documents(record_params, embedded_data, tmp_path, monkeypatch):
-    p = _params(record_params, embedded_data, tmp_path / "runs", warmup_steps=1)
+    # compile on (so the warm-up primes the cu_seqlens lengths), torch.compile itself the identity here.
+    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: model)
+    p = _params(record_params, embedded_data, tmp_path / "runs", warmup_steps=1, compile=True)
     trainer = Trainer(p, 1, embedded_data.layout.root, seed_dir(tmp_path / "runs", 1), detect_runtime(),
                       progress=False)
     assert isinstance(trainer.loader, DocumentLoader)
@@ -39,8 +42,10 @@ def test_training_on_packed_documents(record_params, embedded_data, tmp_path, mo
     assert math.isfinite(summary.final_train_loss)
     local = p.train.train_batch_tokens // 8
     assert all(shape == (1, local) and seg is not None and seg.max_len == SEQ_LEN for shape, seg in seen)
-    # 1 warm-up step + 4 steps, 8 micro-steps each; the warm-up's data position was restored.
-    assert len(seen) == 8 * 5
+    # The warm-up: one pass per cu_seqlens length 64..256, then 1 step; then 4 steps; 8 micro-steps a step.
+    assert [seg.cu_seqlens.numel() for _, seg in seen[:4]] == [64, 128, 192, 256]
+    assert len(seen) == 4 + 8 * 5
+    # The data position after the warm-up was restored: the loader stands where a fresh one does.
     fresh = DocumentLoader(embedded_data.layout.train_files(), 0, 1, p.model.vocab_size)
     assert fresh.state_dict() == start
     for _ in range(8 * 4):
