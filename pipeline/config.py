@@ -430,8 +430,8 @@ class TrainConfig:
     batch_layout: Literal["rows", "documents"] = doc(
         "`rows`: (B, seq_len) rows cut from the token stream, attention crossing document boundaries "
         "(SPEC §1); `documents`: one packed (1, N) row per rank, attention within each document "
-        "(BOS to BOS, cut every seq_len), the 1.0611 record's order (docs/frontier.md). "
-        "Validation and evaluation keep rows.")
+        "(BOS to BOS, cut every seq_len), the 1.0611 record's order (docs/frontier.md); periodic "
+        "validation then scores packed documents too. The evaluate stage keeps its windows.")
 
     def validate(self, path: str) -> None:
         _check(self.nproc_per_node >= 1 and 8 % self.nproc_per_node == 0, f"{path}.nproc_per_node",

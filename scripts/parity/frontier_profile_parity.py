@@ -161,8 +161,8 @@ NOT_IN_PGOLF = (
     "compressor: pergroup (lrzip -z -L 9 on the groups) -> pgolf pergroup-brotli by default: lrzip is an external "
     "program; -S quant.compressor=pergroup-lrzip where it is installed",
     "fused_ce_enabled, the fused LeakyReLU^2 MLP: Triton kernels; pgolf runs the plain math",
-    "varlen attention in eval_val (cu_seqlens at every BOS): pgolf validates in rows (it trains with "
-    "train.batch_layout: documents)",
+    "varlen attention in the diagnostic eval_val after training: pgolf's evaluate stage scores windows "
+    "(training and periodic validation use train.batch_layout: documents)",
     "global_ttt_respect_doc_boundaries: True: pgolf has no switch for it (its global SGD phase is the one "
     "scripts/parity/ttt_parity.py compares with the record's)",
     "tokenizer file: pgolf trains an SP8192 CaseOps tokenizer with the shipped model's trainer settings",

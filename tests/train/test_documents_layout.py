@@ -14,6 +14,7 @@ from pipeline.data.documents import DocumentLoader
 from pipeline.layout import seed_dir
 from pipeline.runtime import detect_runtime
 from pipeline.train.loop import Trainer
+from pipeline.train.validation import PackedDocuments, Validator
 from tests.train.helpers import SEQ_LEN, tiny_params
 
 
@@ -29,6 +30,7 @@ def test_training_on_packed_documents(record_params, embedded_data, tmp_path, mo
     trainer = Trainer(p, 1, embedded_data.layout.root, seed_dir(tmp_path / "runs", 1), detect_runtime(),
                       progress=False)
     assert isinstance(trainer.loader, DocumentLoader)
+    assert Validator(p, embedded_data.layout.root, detect_runtime()).documents  # validation follows the layout
     seen = []
     forward = trainer.model.forward
 
@@ -51,3 +53,29 @@ def test_training_on_packed_documents(record_params, embedded_data, tmp_path, mo
     for _ in range(8 * 4):
         fresh.next_batch(p.train.train_batch_tokens, SEQ_LEN, 8)
     assert trainer.loader.state_dict() == fresh.state_dict()
+
+
+def test_validation_scores_packed_documents():
+    """PackedDocuments (the Validator under the documents layout): a batch of consecutive windows
+    scores as every document run on its own, across the windows' edges."""
+    from pipeline.model import GPT
+    from tests.conftest import tiny_model_config
+    from tests.model.helpers import fill_like_spec
+
+    torch.manual_seed(0)
+    # No BigramHash (it reads the previous token across a BOS); the smear stops at a BOS.
+    model = GPT(tiny_model_config(canon=dict(placements=""), bigram_buckets=0, smear_bos_mask=True)).eval()
+    fill_like_spec(model, 3, std=0.1)
+    g = torch.Generator().manual_seed(4)
+    stream = torch.randint(2, 64, (3 * 16 + 1,), generator=g)
+    stream[[5, 9, 20, 30, 40, 47]] = 1
+    x, y = stream[:-1].view(3, 16), stream[1:].view(3, 16)
+    with torch.no_grad():
+        packed = PackedDocuments(model, 16)(x, y)
+        flat_x, flat_y = x.reshape(1, -1), y.reshape(1, -1)
+        bounds = (0, 5, 9, 20, 30, 40, 47, 48)  # at every BOS; no piece reaches seq_len
+        alone = torch.cat([model(flat_x[:, a:b], flat_y[:, a:b], reduction="none")[0]
+                           for a, b in zip(bounds, bounds[1:])])
+        rows = model(x, y, reduction="none")
+    torch.testing.assert_close(packed.reshape(-1), alone, rtol=0, atol=2e-5)
+    assert (packed - rows).abs().max() > 1e-3  # rows attend across the documents
