@@ -19,6 +19,12 @@ one packed (1, N) row of documents with cu_seqlens cut every SEQ_LEN tokens; the
 record's GPT(x, y, cu_seqlens, max_seqlen=SEQ_LEN) and pgolf's GPT(x, y, segments)
 with the same weights; both losses are printed (CPU, fp32, eval mode) for
 tests/model/test_document_parity.py.
+
+Validation: the record's eval_val (one rank, VAL_SEQS windows of VAL_SEQ_LEN in
+batches of VAL_BATCH_SEQS, each batch one packed row with cu_seqlens at every BOS,
+cut every VAL_SEQ_LEN) on the same model against pgolf's standard evaluation
+through PackedDocuments (train.batch_layout: documents) with the same batches;
+both mean losses are printed for tests/train/test_documents_layout.py.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import hashlib
 import sys
 import tempfile
 import types
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -153,6 +160,59 @@ def record_forward_loss(module: types.ModuleType) -> float:
         return float(theirs(x, y, cu_seqlens=cu, max_seqlen=FORWARD_SEQ_LEN).item())
 
 
+# --------------------------------------------------------------------------- validation
+
+VAL_SEQ_LEN = 32
+VAL_BATCH_SEQS = 2
+VAL_SEQS = 6  # three batches
+
+
+def val_stream(vocab: int) -> torch.Tensor:
+    """VAL_SEQS x VAL_SEQ_LEN + 1 tokens of seeded documents (some cut at VAL_SEQ_LEN, some
+    crossing a window's or a batch's edge)."""
+    g = torch.Generator().manual_seed(42)
+    parts, total = [torch.randint(2, vocab, (4,), generator=g)], 4
+    lengths = (9, 40, 3, 25, 70, 11, 30)
+    while total < VAL_SEQS * VAL_SEQ_LEN + 1:
+        n = lengths[len(parts) % len(lengths)]
+        parts.append(torch.cat((torch.tensor([BOS]), torch.randint(2, vocab, (n,), generator=g))))
+        total += n + 1
+    return torch.cat(parts)[: VAL_SEQS * VAL_SEQ_LEN + 1]
+
+
+def pgolf_val_loss(base=None) -> float:
+    from pipeline.config import EvalConfig
+    from pipeline.evaluate import evaluate_standard
+    from pipeline.evaluate.bytes import ByteLuts
+    from pipeline.runtime import detect_runtime
+    from pipeline.train.validation import PackedDocuments
+
+    case = fp.CASES[0]
+    model, _ = fp.filled(fp.case_config(case, base), case.seq_len, case.looping)
+    stream = val_stream(model.cfg.vocab_size)
+    v = model.cfg.vocab_size
+    luts = ByteLuts(torch.ones(v, dtype=torch.int32), torch.zeros(v, dtype=torch.bool), torch.zeros(v, dtype=torch.bool))
+    cfg = EvalConfig(seq_len=VAL_SEQ_LEN, stride=VAL_SEQ_LEN, batch_seqs=VAL_BATCH_SEQS, max_tokens=0,
+                     stream="truncated")
+    sums = evaluate_standard(PackedDocuments(model, VAL_SEQ_LEN), stream, luts, cfg, detect_runtime())
+    return sums.loss
+
+
+def record_val_loss(module: types.ModuleType) -> float:
+    case = fp.CASES[0]
+    cfg = fp.case_config(case)
+    ours, _ = fp.filled(cfg, case.seq_len, case.looping)
+    theirs = fp.record_model(module, case, cfg, ours)
+    stream = val_stream(cfg.vocab_size)
+    h = types.SimpleNamespace(eval_seq_len=VAL_SEQ_LEN, val_batch_tokens=VAL_BATCH_SEQS * VAL_SEQ_LEN,
+                              world_size=1, grad_accum_steps=1, rank=0)
+    data = types.SimpleNamespace(val_tokens=stream, val_bytes=torch.ones_like(stream))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # its CUDA autocast, disabled on the CPU
+        loss, _ = module.eval_val(h, torch.device("cpu"), data, theirs)
+    return float(loss)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mirror", type=Path, default=fp.DEFAULT_MIRROR, help="bare git mirror of openai/parameter-golf")
@@ -169,6 +229,8 @@ def main() -> None:
         print(f"record loader sha256 {batch_digest(theirs)}")
         ref, mine = record_forward_loss(module), pgolf_forward_loss()
         print(f"forward: record {ref:.6f}  pgolf {mine:.6f}  diff {abs(ref - mine):.2e}")
+        ref, mine = record_val_loss(module), pgolf_val_loss()
+        print(f"validation: record {ref:.6f}  pgolf {mine:.6f}  diff {abs(ref - mine):.2e}")
 
 
 if __name__ == "__main__":
