@@ -110,7 +110,10 @@ def _no_pinned_memory():
         torch.empty, torch.Tensor.pin_memory = empty, pin  # type: ignore[assignment]
 
 
-def record_batches(module: types.ModuleType, files: list[Path]) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def record_batches(module: types.ModuleType, files: list[Path]) -> list[Batch]:
     out = []
     with _no_pinned_memory():
         for rank in range(WORLD):
@@ -191,7 +194,8 @@ def pgolf_val_loss(base=None) -> float:
     model, _ = fp.filled(fp.case_config(case, base), case.seq_len, case.looping)
     stream = val_stream(model.cfg.vocab_size)
     v = model.cfg.vocab_size
-    luts = ByteLuts(torch.ones(v, dtype=torch.int32), torch.zeros(v, dtype=torch.bool), torch.zeros(v, dtype=torch.bool))
+    no = torch.zeros(v, dtype=torch.bool)
+    luts = ByteLuts(torch.ones(v, dtype=torch.int32), no, no)  # one byte a token: the loss is what is compared
     cfg = EvalConfig(seq_len=VAL_SEQ_LEN, stride=VAL_SEQ_LEN, batch_seqs=VAL_BATCH_SEQS, max_tokens=0,
                      stream="truncated")
     sums = evaluate_standard(PackedDocuments(model, VAL_SEQ_LEN), stream, luts, cfg, detect_runtime())
@@ -215,7 +219,8 @@ def record_val_loss(module: types.ModuleType) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mirror", type=Path, default=fp.DEFAULT_MIRROR, help="bare git mirror of openai/parameter-golf")
+    parser.add_argument("--mirror", type=Path, default=fp.DEFAULT_MIRROR,
+                        help="bare git mirror of openai/parameter-golf")
     args = parser.parse_args()
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
