@@ -11,7 +11,8 @@ bf16 only); `auto` takes FA3 when it is importable and the input is on CUDA.
 A packed (1, N) stream with `Segments` (per-document attention: training's
 `train.batch_layout: documents`, phased TTT's global phase) goes to FA3's
 varlen kernel where FA3 would be taken, else to SDPA with a block-diagonal
-causal mask (N x N booleans: meant for CPU and moderate N).
+causal mask (N x N booleans: meant for CPU and moderate N; an eager forward
+over more than MASK_MAX_TOKENS attends one segment at a time instead).
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ except ImportError:
 def fa3_available() -> bool:
     return _fa3_func is not None
 
+
+# Without FA3, an eager forward over a longer stream attends one segment at a time instead
+# of building the N x N mask (phased TTT's global phase on a GPU without FA3).
+MASK_MAX_TOKENS = 8192
 
 # cu_seqlens is padded to a multiple of this (the record's bucket), so its length, and with it
 # a compiled graph's input shapes, changes only when a batch holds 64 more segments.
@@ -206,6 +211,9 @@ class CausalSelfAttention(nn.Module):
             out = _fa3_varlen_func(q, k, v, cu_seqlens_q=cu, cu_seqlens_k=cu, max_seqlen_q=segments.max_len,
                                    max_seqlen_k=segments.max_len, causal=True)
             return (out[0] if isinstance(out, tuple) else out)[None]
+        if q.size(1) > MASK_MAX_TOKENS and not torch.compiler.is_compiling():
+            b = segments.bounds
+            return torch.cat([self._attend(q[:, s:e], k[:, s:e], v[:, s:e]) for s, e in zip(b, b[1:])], dim=1)
         y = F.scaled_dot_product_attention(
             q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
             attn_mask=segments.mask(q.size(1)), enable_gqa=self.num_kv_heads != self.num_heads,

@@ -68,6 +68,20 @@ def test_masked_attention_equals_one_causal_call_per_segment():
         torch.testing.assert_close(a, c, rtol=0, atol=1e-5)
 
 
+def test_a_long_eager_stream_attends_segment_by_segment(monkeypatch):
+    import pipeline.model.attention as attention
+
+    attn, cfg = _attention()
+    g = torch.Generator().manual_seed(6)
+    q = torch.randn(1, 40, cfg.num_heads, cfg.head_dim, generator=g)
+    k, v = (torch.randn(1, 40, cfg.num_kv_heads, cfg.head_dim, generator=g) for _ in range(2))
+    seg = Segments.from_starts([7, 19], 40, 16)
+    masked = attn._attend_segments(q, k, v, seg)
+    monkeypatch.setattr(attention, "MASK_MAX_TOKENS", 32)
+    monkeypatch.setattr(Segments, "mask", None)  # the loop builds no mask
+    torch.testing.assert_close(attn._attend_segments(q, k, v, seg), masked, rtol=0, atol=1e-6)
+
+
 def test_segments_pad_cu_seqlens_to_the_bucket():
     seg = Segments.from_starts(list(range(1, 80)), 80, 0)
     assert seg.cu_seqlens.numel() == 128 and seg.bounds == tuple(range(81)) and seg.max_len == 1
