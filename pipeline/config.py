@@ -427,6 +427,11 @@ class TrainConfig:
     embed_weight_decay: float = doc(
         "AdamW weight decay of the embedding group (the frontier's EMBED_WD); the record uses adam_weight_decay.")
     muon_variant: MuonVariantConfig = doc("How Muon orthogonalises.")
+    batch_layout: Literal["rows", "documents"] = doc(
+        "`rows`: (B, seq_len) rows cut from the token stream, attention crossing document boundaries "
+        "(SPEC §1); `documents`: one packed (1, N) row per rank, attention within each document "
+        "(BOS to BOS, cut every seq_len), the 1.0611 record's order (docs/frontier.md); periodic "
+        "validation then scores packed documents too. The evaluate stage keeps its windows.")
 
     def validate(self, path: str) -> None:
         _check(self.nproc_per_node >= 1 and 8 % self.nproc_per_node == 0, f"{path}.nproc_per_node",

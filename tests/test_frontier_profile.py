@@ -71,6 +71,7 @@ def test_frontier_training_is_the_records(frontier: Params):
     v = t.muon_variant
     assert (v.ns, v.row_normalize, v.momentum_dtype, t.muon_backend_steps) == ("polar_express", True, "bf16", 5)
     assert t.max_wallclock_seconds == 599.5 and t.train_batch_tokens == 786432
+    assert t.batch_layout == "documents"  # DocumentPackingLoader + flash_attn_varlen_func
     assert frontier.swa.method == "ema" and not frontier.swa.enabled
 
 

@@ -8,10 +8,16 @@ what XSA's grouping below assumes.
 Backends: `sdpa` runs everywhere (CPU for tests, flash/cuDNN kernels on CUDA);
 `fa3` calls `flash_attn_interface.flash_attn_func` (Hopper FlashAttention-3,
 bf16 only); `auto` takes FA3 when it is importable and the input is on CUDA.
+A packed (1, N) stream with `Segments` (per-document attention: training's
+`train.batch_layout: documents`, phased TTT's global phase) goes to FA3's
+varlen kernel where FA3 would be taken, else to SDPA with a block-diagonal
+causal mask (N x N booleans: meant for CPU and moderate N; an eager forward
+over more than MASK_MAX_TOKENS attends one segment at a time instead).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -41,29 +47,66 @@ def fa3_available() -> bool:
     return _fa3_func is not None
 
 
+# Without FA3, an eager forward over a longer stream attends one segment at a time instead
+# of building the N x N mask (phased TTT's global phase on a GPU without FA3).
+MASK_MAX_TOKENS = 8192
+
+# cu_seqlens is padded to a multiple of this (the record's bucket), so its length, and with it
+# a compiled graph's input shapes, changes only when a batch holds 64 more segments.
+CU_SEQLENS_BUCKET = 64
+
+
 @dataclass(frozen=True)
 class Segments:
-    """A packed (1, N) stream cut into segments that attend only within themselves
-    (the record's cu_seqlens): `bounds` = [0, s1, ..., N], strictly increasing."""
+    """A packed (1, N) stream cut into segments that attend only within themselves.
 
-    bounds: tuple[int, ...]
+    `cu_seqlens` (int32): [0, s1, ..., N] then N repeated up to a multiple of
+    CU_SEQLENS_BUCKET, FlashAttention's varlen form as the 1.0611 record builds it;
+    `max_len`: a bound on a segment's length, a plain int (FA3's max_seqlen, the
+    rotary scale length), so the same graph serves every batch.  Training passes
+    the sequence length; `at_documents` the longest piece of its stream.  Without
+    FA3, attention applies a block-diagonal causal mask built from `cu_seqlens`
+    by tensor ops, which traces under torch.compile without a recompile per batch.
+    """
 
-    @property
-    def max_len(self) -> int:
-        return max(b - a for a, b in zip(self.bounds, self.bounds[1:]))
+    cu_seqlens: Tensor
+    max_len: int
+
+    @staticmethod
+    def from_starts(starts: Sequence[int], total: int, max_len: int, device: torch.device | None = None,
+                    bound: int | None = None) -> Segments:
+        """Segments beginning at position 0, at every position in `starts` (ascending, within
+        [0, total)) and every `max_len` tokens after each (0: never cut): the record's
+        `_build_cu_seqlens`.  The result's `max_len` is `bound`, by default the longest piece."""
+        begins = list(starts) if starts and starts[0] == 0 else [0, *starts]
+        bounds: list[int] = []
+        for a, b in zip(begins, begins[1:] + [total]):
+            bounds.extend(range(a, b, max_len) if max_len > 0 else [a])
+        bounds.append(total)
+        padded = -(-len(bounds) // CU_SEQLENS_BUCKET) * CU_SEQLENS_BUCKET
+        cu = torch.full((padded,), total, dtype=torch.int32)
+        cu[: len(bounds)] = torch.tensor(bounds, dtype=torch.int32)
+        longest = max(b - a for a, b in zip(bounds, bounds[1:]))
+        return Segments(cu if device is None else cu.to(device), longest if bound is None else bound)
 
     @staticmethod
     def at_documents(ids: Tensor, bos_id: int, max_len: int) -> Segments:
         """A segment starts at position 0, at every BOS, and every `max_len` tokens
-        within a document (the record's `_build_cu_seqlens`)."""
-        total = ids.numel()
+        within a document (0: never cut); the result's `max_len` is the longest piece."""
         starts = (ids == bos_id).nonzero(as_tuple=True)[0].tolist()
-        if not starts or starts[0] != 0:
-            starts = [0] + starts
-        bounds: list[int] = []
-        for a, b in zip(starts, starts[1:] + [total]):
-            bounds.extend(range(a, b, max_len) if max_len > 0 else [a])
-        return Segments(tuple(bounds + [total]))
+        return Segments.from_starts(starts, ids.numel(), max_len, ids.device)
+
+    @property
+    def bounds(self) -> tuple[int, ...]:
+        """[0, s1, ..., N] without the padding (reads the tensor back: not for compiled code)."""
+        cu = self.cu_seqlens.tolist()
+        return tuple(cu[: cu.index(cu[-1]) + 1])
+
+    def mask(self, n: int) -> Tensor:
+        """(n, n) bool: query i may attend key j iff j <= i and both lie in one segment."""
+        pos = torch.arange(n, device=self.cu_seqlens.device, dtype=torch.int32)
+        segment = torch.searchsorted(self.cu_seqlens, pos, right=True)
+        return (segment[:, None] == segment[None, :]) & (pos[:, None] >= pos[None, :])
 
 
 def exclude_self_value(y: Tensor, v: Tensor) -> Tensor:
@@ -159,17 +202,23 @@ class CausalSelfAttention(nn.Module):
 
     def _attend_segments(self, q: Tensor, k: Tensor, v: Tensor, segments: Segments) -> Tensor:
         """Causal attention within each segment of a (1, N, H, D) stream: FA3's varlen kernel
-        where `_attend` would take FA3, else one causal call per segment."""
+        where `_attend` would take FA3, else SDPA under the segments' block-diagonal causal mask."""
         if q.size(0) != 1:
             raise PgolfError(f"segmented attention takes one packed stream, got a batch of {q.size(0)}")
         if self._use_fa3(q) and _fa3_varlen_func is not None:
-            cu = torch.tensor(segments.bounds, dtype=torch.int32, device=q.device)
+            cu = segments.cu_seqlens.to(device=q.device, dtype=torch.int32)
             q, k, v = (z[0].to(torch.bfloat16) for z in (q, k, v))
             out = _fa3_varlen_func(q, k, v, cu_seqlens_q=cu, cu_seqlens_k=cu, max_seqlen_q=segments.max_len,
                                    max_seqlen_k=segments.max_len, causal=True)
             return (out[0] if isinstance(out, tuple) else out)[None]
-        bounds = segments.bounds
-        return torch.cat([self._attend(q[:, a:b], k[:, a:b], v[:, a:b]) for a, b in zip(bounds, bounds[1:])], dim=1)
+        if q.size(1) > MASK_MAX_TOKENS and not torch.compiler.is_compiling():
+            b = segments.bounds
+            return torch.cat([self._attend(q[:, s:e], k[:, s:e], v[:, s:e]) for s, e in zip(b, b[1:])], dim=1)
+        y = F.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+            attn_mask=segments.mask(q.size(1)), enable_gqa=self.num_kv_heads != self.num_heads,
+        )
+        return y.transpose(1, 2)
 
     def _use_fa3(self, q: Tensor) -> bool:
         if self.backend == "sdpa":

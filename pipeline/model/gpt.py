@@ -251,9 +251,9 @@ class GPT(nn.Module):
         g = torch.sigmoid(self.skip_gates[j].to(x.dtype))
         return torch.lerp(w * skip, x, g)
 
-    def logits(self, ids: Tensor) -> Tensor:
-        """Soft-capped logits (B, T, vocab) for token ids (B, T)."""
-        return self._soft_cap(self._project(self.hidden(ids)))
+    def logits(self, ids: Tensor, segments: Segments | None = None) -> Tensor:
+        """Soft-capped logits (B, T, vocab) for token ids (B, T); `segments`: see `hidden`."""
+        return self._soft_cap(self._project(self.hidden(ids, segments=segments)))
 
     def hidden(self, ids: Tensor, adapters: DocumentAdapters | None = None,
                segments: Segments | None = None) -> Tensor:
@@ -261,7 +261,9 @@ class GPT(nn.Module):
 
         `adapters` (phased TTT) give every block call, in the order the blocks run
         (looped repeats included), its own LoRA slot; `segments` cut a (1, N) stream
-        into pieces that attend only within themselves (rotary base: the longest piece).
+        into pieces that attend only within themselves (per-document training, TTT's
+        global phase).  Rotary positions are the stream's, 0..N-1, as the 1.0611 record's;
+        the rotary base is the one for a sequence of `segments.max_len` tokens.
         """
         x = self.tok_emb(ids).float()
         if self.bigram is not None:
@@ -315,9 +317,11 @@ class GPT(nn.Module):
             return lane1
         return 0.5 * (lane0 + lane1)
 
-    def forward(self, ids: Tensor, targets: Tensor, reduction: Literal["mean", "none"] = "mean") -> Tensor:
-        """Cross-entropy in fp32: a scalar mean, or (B, T) per-token losses with reduction="none"."""
-        logits = self.logits(ids)
+    def forward(self, ids: Tensor, targets: Tensor, reduction: Literal["mean", "none"] = "mean",
+                segments: Segments | None = None) -> Tensor:
+        """Cross-entropy in fp32: a scalar mean, or (B, T) per-token losses with reduction="none";
+        `segments` (a (1, N) packed row): attention within each document (train.batch_layout)."""
+        logits = self.logits(ids, segments)
         loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction=reduction)
         return loss if reduction == "mean" else loss.view_as(targets)
 

@@ -27,10 +27,12 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from pipeline import atomic
 from pipeline.config import Params
 from pipeline.data.layout import as_data_layout
+from pipeline.data.documents import DocumentLoader
 from pipeline.data.loader import DistributedTokenLoader
 from pipeline.data.tokenizer import load_tokenizer
 from pipeline.errors import TrainingError
 from pipeline.model import GPT
+from pipeline.model.attention import CU_SEQLENS_BUCKET, Segments
 from pipeline.optim import build_optimizers, lr_multiplier, muon_momentum, training_frac
 from pipeline.progress import progress_bar, write_line
 from pipeline.runtime import Runtime
@@ -131,7 +133,9 @@ class Trainer:
         self.opt = build_optimizers(self.model, self.cfg, rt)
         data = as_data_layout(data_dir)
         load_tokenizer(data.tokenizer, params.model.vocab_size)  # fail early on a mismatched vocabulary
-        self.loader = DistributedTokenLoader(data.train_files(), rt.rank, rt.world_size, params.model.vocab_size)
+        # train.batch_layout: (B, seq_len) rows of the stream, or packed documents (1, N) with segments.
+        loader_class = DocumentLoader if self.cfg.batch_layout == "documents" else DistributedTokenLoader
+        self.loader = loader_class(data.train_files(), rt.rank, rt.world_size, params.model.vocab_size)
         self.validator = (
             Validator(params, data, rt) if self.cfg.val_loss_every > 0 else None
         )
@@ -149,13 +153,15 @@ class Trainer:
         self.opt.zero_grad()
         total = torch.zeros((), device=rt.device)
         for micro in range(self.grad_accum):
-            x, y = self.loader.next_batch(cfg.train_batch_tokens, cfg.seq_len, self.grad_accum)
+            x, y, *rest = self.loader.next_batch(cfg.train_batch_tokens, cfg.seq_len, self.grad_accum)
             x, y = rt.to_device(x), rt.to_device(y)
+            # The documents layout's segments: cu_seqlens to the device, max_len (= seq_len) a constant.
+            extra = {"segments": Segments(rt.to_device(rest[0].cu_seqlens), rest[0].max_len)} if rest else {}
             last = micro == self.grad_accum - 1
             sync = contextlib.nullcontext() if (last or not rt.distributed) else self.ddp.no_sync()
             with sync:
                 with rt.autocast():
-                    loss = self.ddp(x, y)
+                    loss = self.ddp(x, y, **extra)
                 (loss / self.grad_accum).backward()
             total += loss.detach()
         self.opt.set_schedule(lr_mul, momentum)
@@ -174,11 +180,13 @@ class Trainer:
         model_state = copy.deepcopy(self.model.state_dict())
         opt_state = copy.deepcopy(self.opt.state_dict())
         loader_state = copy.deepcopy(self.loader.state_dict())
+        self._prime_segment_buckets()
         for _ in progress_bar(self.progress, range(steps), desc="compile warm-up", leave=False):
             self._train_step(1.0, muon_momentum(0, self.cfg))
         if self.params.model.recurrence.num_loops > 0:
             # The looped order is a second graph: compile it now, not in the timed run.
             self.model.set_looping(True)
+            self._prime_segment_buckets()
             for _ in progress_bar(self.progress, range(steps), desc="compile warm-up (looped)", leave=False):
                 self._train_step(1.0, muon_momentum(0, self.cfg))
             self.model.set_looping(False)
@@ -188,6 +196,25 @@ class Trainer:
         self.opt.zero_grad()
         self.rt.synchronize()
         self.compile_seconds = time.perf_counter() - t0
+
+    def _prime_segment_buckets(self, buckets: int = 4) -> None:
+        """Documents layout, compiled: one forward and backward per cu_seqlens length 64, 128, ...
+        (each length is a graph of its own), as the record's warm-up; no optimiser step."""
+        if self.cfg.batch_layout != "documents" or not self.cfg.compile:
+            return
+        x, y, segments = self.loader.next_batch(self.cfg.train_batch_tokens, self.cfg.seq_len, self.grad_accum)
+        x, y = self.rt.to_device(x), self.rt.to_device(y)
+        n = x.size(1)
+        bounds = Segments.from_starts([], n, self.cfg.seq_len).bounds  # every seq_len: the fewest a row has
+        for k in range(1, buckets + 1):
+            if len(bounds) > k * CU_SEQLENS_BUCKET:
+                continue  # no batch has so few segments
+            cu = torch.full((k * CU_SEQLENS_BUCKET,), n, dtype=torch.int32)
+            cu[: len(bounds)] = torch.tensor(bounds, dtype=torch.int32)
+            with self.rt.autocast():
+                loss = self.ddp(x, y, segments=Segments(self.rt.to_device(cu), segments.max_len))
+            (loss / self.grad_accum).backward()
+        self.opt.zero_grad()
 
     # ------------------------------------------------------------------ checkpoints
     def _checkpoint_state(self) -> dict[str, Any]:

@@ -2,20 +2,26 @@
 
 Uses the training sequence length and the per-device micro-batch as batch
 size, so it reads no evaluation parameters (changing `eval.*` never retrains).
+With `train.batch_layout: documents` each batch of consecutive windows is scored
+as one packed row with attention within each document (cut every seq_len), as
+the 1.0611 record's `eval_val` does; its batches hold `val_batch_tokens` (524,288)
+where pgolf's hold one training micro-batch, so cuts at batch edges can differ.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from torch import nn
+from torch import Tensor, nn
 
 from pipeline.config import EvalConfig, Params
 from pipeline.data.sidecar_files import load_sidecar
 from pipeline.data.layout import DataLayout, as_data_layout
 from pipeline.data.loader import load_validation_tokens
 from pipeline.data.tokenizer import load_tokenizer
+from pipeline.data.tokenizer import BOS_ID
 from pipeline.evaluate import build_byte_luts, evaluate_standard
+from pipeline.model.attention import Segments
 from pipeline.runtime import Runtime
 
 
@@ -34,9 +40,27 @@ class Validator:
             max_tokens=t.val_max_tokens,
             stream="truncated",  # standard windows drop the partial tail either way
         )
+        self.documents = t.batch_layout == "documents"
         self.rt = rt
 
     def evaluate(self, model: nn.Module) -> tuple[float, float]:
         """(mean loss in nats, bits per byte) of `model` on the validation stream."""
-        sums = evaluate_standard(model, self.tokens, self.luts, self.cfg, self.rt, sidecar=self.sidecar)
+        scored = PackedDocuments(model, self.cfg.seq_len) if self.documents else model
+        sums = evaluate_standard(scored, self.tokens, self.luts, self.cfg, self.rt, sidecar=self.sidecar)
         return sums.loss, sums.bpb
+
+
+class PackedDocuments(nn.Module):
+    """Scores a batch of consecutive windows (B, T) as one (1, B*T) row whose tokens attend
+    only within their document, cut every `seq_len` tokens (the record's eval_val)."""
+
+    def __init__(self, model: nn.Module, seq_len: int) -> None:
+        super().__init__()
+        self.model = model
+        self.seq_len = seq_len
+
+    def forward(self, ids: Tensor, targets: Tensor, reduction: str = "none") -> Tensor:
+        flat = ids.reshape(1, -1)
+        segments = Segments.at_documents(flat[0], BOS_ID, self.seq_len)
+        losses = self.model(flat, targets.reshape(1, -1), reduction="none", segments=segments).view_as(targets)
+        return losses.mean() if reduction == "mean" else losses

@@ -150,6 +150,7 @@ DERIVED = {
     "model.smear_bos_mask": ("README: SmearGate cross-document leak fix", True),
     "model.mlp_leaky_slope": ("README: LeakyReLU(0.5)^2", 0.5),
     "train.muon_variant.ns": ("README: Polar-Express Newton-Schulz", "polar_express"),
+    "train.batch_layout": ("train_gpt.py: train_loader = DocumentPackingLoader(h, device)", "documents"),
     "data.encoding.byte_sidecar": ("log: val_bytes_files fineweb_val_bytes_*.bin", True),
     "eval.ttt.phased.lora_alpha": ("train_gpt.py: TTT_LORA_ALPHA default 144", 144.0),
     "eval.ttt.phased.warm_start_a": ("train_gpt.py: TTT_WARM_START_A default 1", True),
@@ -160,7 +161,8 @@ NOT_IN_PGOLF = (
     "compressor: pergroup (lrzip -z -L 9 on the groups) -> pgolf pergroup-brotli by default: lrzip is an external "
     "program; -S quant.compressor=pergroup-lrzip where it is installed",
     "fused_ce_enabled, the fused LeakyReLU^2 MLP: Triton kernels; pgolf runs the plain math",
-    "varlen attention (cu_seqlens over packed documents): pgolf attends across the packed stream",
+    "varlen attention in the diagnostic eval_val after training: pgolf's evaluate stage scores windows "
+    "(training and periodic validation use train.batch_layout: documents)",
     "global_ttt_respect_doc_boundaries: True: pgolf has no switch for it (its global SGD phase is the one "
     "scripts/parity/ttt_parity.py compares with the record's)",
     "tokenizer file: pgolf trains an SP8192 CaseOps tokenizer with the shipped model's trainer settings",

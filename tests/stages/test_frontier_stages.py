@@ -26,8 +26,9 @@ def frontier_switches(p):
         lanes=dataclasses.replace(m.lanes, start_layer=3),
         recurrence=dataclasses.replace(m.recurrence, num_loops=1, loop_start=1, loop_end=1, enable_at=0.5))
     variant = dataclasses.replace(p.train.muon_variant, ns="polar_express", row_normalize=True, momentum_dtype="bf16")
-    train = dataclasses.replace(p.train, muon_variant=variant, min_lr=0.05, ema_enabled=True)
-    # Phased TTT as the frontier scores (per-document LoRA on the looped model, one global phase).
+    train = dataclasses.replace(p.train, muon_variant=variant, min_lr=0.05, ema_enabled=True, batch_layout="documents")
+    # Training on packed documents (train.batch_layout); phased TTT as the frontier scores
+    # (per-document LoRA on the looped model, one global phase).
     phased = dataclasses.replace(p.eval.ttt.phased, chunk_size=16, batch_docs=4, lora_rank=4, prefix_docs=4,
                                  global_chunk_tokens=256, global_batch_seqs=2)
     ttt = dataclasses.replace(p.eval.ttt, mode="phased", phased=phased)

@@ -56,10 +56,13 @@ def _worker(rank: int, world_size: int, port: int, params, data_dir: str, run_di
 
 
 @pytest.mark.slow
-def test_two_processes_equal_one(record_params, embedded_data, tmp_path, monkeypatch):
+@pytest.mark.parametrize("batch_layout", ["rows", "documents"])
+def test_two_processes_equal_one(record_params, embedded_data, tmp_path, monkeypatch, batch_layout):
+    # train.batch_layout documents: one process's micro-steps 2m and 2m+1 are the two ranks' micro-step m
+    # (the same spans of the stream), so the runs see the same packed documents too.
     monkeypatch.setattr(loop, "build_optimizers", _build_fp32_optimizers)
     p = tiny_params(record_params, embedded_data.layout.root, tmp_path, train=dict(iterations=STEPS, warmdown_iters=2,
-                                                                              adam_eps=1e-6))
+                                                                              adam_eps=1e-6, batch_layout=batch_layout))
     one = seed_dir(tmp_path / "one", 5)
     train(p, 5, embedded_data.layout.root, one, detect_runtime(), progress=False)
     two = seed_dir(tmp_path / "two", 5)
