@@ -58,6 +58,14 @@ def test_frontier_model_is_the_records(frontier: Params):
     r = m.recurrence
     assert (r.num_loops, r.loop_start, r.loop_end, r.enable_at) == (2, 3, 5, 0.35)
     assert m.bigram_buckets == 0 and m.canon.placements == ""
+    assert m.fused_kernels == "auto"  # FUSED_CE_ENABLED=1 and MLP.use_fused: the Triton kernels on the GPU
+
+
+def test_only_the_record_profile_leaves_the_fused_kernels_off(record_params: Params, tmp_path):
+    # The record profile's golden figures are the plain path's; smoke mirrors the frontier (auto:
+    # plain on CI's CPU, the kernels when a GPU runs it).
+    assert record_params.model.fused_kernels == "off"
+    assert load_params(compose(tmp_path, "profile=smoke")).model.fused_kernels == "auto"
 
 
 def test_frontier_training_is_the_records(frontier: Params):

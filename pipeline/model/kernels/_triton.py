@@ -11,6 +11,7 @@ object is kept per interpreter setting.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable
 
 from pipeline.errors import PgolfError
@@ -32,7 +33,12 @@ def triton_available() -> bool:
 
 def interpreting() -> bool:
     """True when Triton would decorate kernels for its CPU interpreter (TRITON_INTERPRET=1)."""
-    return triton is not None and bool(triton.knobs.runtime.interpret)
+    if triton is None:
+        return False
+    knobs = getattr(triton, "knobs", None)  # Triton >= 3.4; older ones read the variable directly
+    if knobs is not None:
+        return bool(knobs.runtime.interpret)
+    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
 
 
 _compiled: dict[tuple[Callable[..., Any], bool], Any] = {}
