@@ -46,8 +46,8 @@ def measure(rt: Runtime, fn: Callable[..., torch.Tensor], inputs: list[torch.Ten
         for t in inputs:
             t.grad = None
         rt.synchronize()
-        base = torch.cuda.memory_allocated(rt.device) if rt.is_cuda else 0
         rt.reset_peak_memory()
+        base = rt.peak_memory_bytes()  # right after a reset: what the inputs (and old outputs) hold
         t0 = time.perf_counter()
         out = fn(*inputs)
         out.backward(grad if grad is not None else torch.ones_like(out))
