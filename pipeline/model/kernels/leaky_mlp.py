@@ -16,7 +16,8 @@ dW1 = dpreᵀ x, dx = dpre W1) are ordinary matmuls.
 Unlike the record's kernel (Hopper TMA descriptors, bf16 only, slope fixed at
 0.5) this one uses plain pointer loads with masks, so it runs on any GPU Triton
 supports and in Triton's CPU interpreter, for any M, N, K, fp32/bf16/fp16,
-and any slope s >= 0 (0 is relu²).  `leaky_mlp` is a `torch.library` custom op
+and any slope s >= 0 (0 is relu²); fp32 inputs multiply in TF32 on the GPU
+(Triton's default, as torch does under the allow_tf32 pgolf's runtime sets).  `leaky_mlp` is a `torch.library` custom op
 with a fake function and an autograd formula (opaque to torch.compile);
 `plain_leaky_mlp` is the reference it must equal.
 """
@@ -30,9 +31,13 @@ from torch import Tensor
 from pipeline.errors import PgolfError
 from pipeline.model.kernels._triton import interpreting, jit, tl
 
-# (BLOCK_M, BLOCK_N, BLOCK_K) of the matmul tiles: on a GPU, and in the interpreter (small: it is slow).
+# (BLOCK_M, BLOCK_N, BLOCK_K) of the matmul tiles: on a GPU for 16-bit inputs (3 pipeline stages of
+# the A and B tiles take 96 KiB of shared memory), for fp32 inputs (half the K depth: the same
+# 96 KiB), and in the interpreter (small: it is slow).
 GPU_BLOCKS = (128, 128, 64)
+GPU_BLOCKS_FP32 = (128, 128, 32)
 INTERPRETER_BLOCKS = (32, 32, 32)
+GPU_WARPS, GPU_STAGES = 8, 3
 
 
 def plain_leaky_mlp(x: Tensor, w1: Tensor, w2: Tensor, slope: float) -> Tensor:
@@ -47,8 +52,8 @@ def _matmul_act_kernel(a_ptr, b_ptr, c_ptr, aux_ptr, M, N, K, stride_am, stride_
     FORWARD: c -> c_ptr (pre) and leaky(c)² -> aux_ptr (post);
     backward: c ⊙ act'(aux) -> c_ptr, aux_ptr holding pre.  DOT_FP32 multiplies in fp32
     (the interpreter, whose bf16 tl.dot returns garbage; bf16 products are exact in fp32)."""
-    pid_m = tl.program_id(0)
-    pid_n = tl.program_id(1)
+    pid_n = tl.program_id(0)  # the fastest-moving index: neighbouring programs share a row block of a
+    pid_m = tl.program_id(1)  # (read once from memory, then from L2) and b is small enough for L2
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     ks = tl.arange(0, BLOCK_K)
@@ -83,14 +88,17 @@ def _launch(a: Tensor, b_nk: tuple[Tensor, int, int], c: Tensor, aux: Tensor, sl
     b, stride_bn, stride_bk = b_nk
     (M, K), N = a.shape, c.size(1)
     bm, bn, bk = blocks
-    grid = ((M + bm - 1) // bm, (N + bn - 1) // bn)
+    grid = ((N + bn - 1) // bn, (M + bm - 1) // bm)
     jit(_matmul_act_kernel)[grid](a, b, c, aux, M, N, K, a.stride(0), a.stride(1), stride_bn, stride_bk,
                                   c.stride(0), c.stride(1), float(slope), FORWARD=forward,
-                                  DOT_FP32=interpreting(), BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
+                                  DOT_FP32=interpreting(), BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk,
+                                  num_warps=GPU_WARPS, num_stages=GPU_STAGES)
 
 
 def _blocks(x: Tensor) -> tuple[int, int, int]:
-    return GPU_BLOCKS if x.is_cuda else INTERPRETER_BLOCKS
+    if not x.is_cuda:
+        return INTERPRETER_BLOCKS
+    return GPU_BLOCKS_FP32 if x.dtype == torch.float32 else GPU_BLOCKS
 
 
 def _check(x: Tensor, w1: Tensor, w2: Tensor, slope: float) -> None:
