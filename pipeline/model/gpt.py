@@ -37,7 +37,7 @@ from pipeline.model.attention import CausalSelfAttention, Segments
 from pipeline.model.canon import Canon, canon_blocks
 from pipeline.model.embeddings import BOS_ID, BigramHash, SmearGate, TokenSmearGate
 from pipeline.model.init import init_weights
-from pipeline.model.kernels import leaky_mlp, softcapped_ce, use_fused
+from pipeline.model.kernels import check_mode, leaky_mlp, softcapped_ce, use_fused
 from pipeline.model.layers import CastedLinear, rms_norm, to_activation_dtype
 from pipeline.model.rotary import Rotary
 
@@ -53,6 +53,7 @@ class MLP(nn.Module):
     def __init__(self, dim: int, hidden: int, canon_d_after_relu: bool = False, leaky_slope: float = 0.0,
                  fused: str = "off") -> None:
         super().__init__()
+        check_mode(fused)
         self.fused = fused
         self.fc = CastedLinear(dim, hidden)
         self.proj = CastedLinear(hidden, dim)  # zero init: its rule in naming.PARAM_RULES

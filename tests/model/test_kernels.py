@@ -72,6 +72,13 @@ def test_dispatch_rejects_an_unknown_mode():
         use_fused("fast", torch.zeros(1), "the loss")
 
 
+def test_a_model_that_can_never_run_fused_is_refused_when_built(monkeypatch):
+    monkeypatch.setattr(_triton, "TRITON_IMPORT_ERROR", ImportError("No module named 'triton'"))
+    with pytest.raises(PgolfError, match="'on' but Triton does not import"):
+        GPT(tiny_model_config(fused_kernels="on"))
+    GPT(tiny_model_config(fused_kernels="auto"))  # auto falls back to the plain path
+
+
 @needs_triton
 def test_dispatch_on_runs_the_interpreter_on_cpu(interpreter):
     assert use_fused("on", torch.zeros(2, 3), "the loss")

@@ -7,8 +7,8 @@ Triton is optional (`pgolf[kernels]`): these modules import without it, and
 kernels compile at first launch (see `_triton`).  docs/kernels.md explains both.
 """
 
-from pipeline.model.kernels.dispatch import MODES, FusedMode, use_fused
+from pipeline.model.kernels.dispatch import MODES, FusedMode, check_mode, use_fused
 from pipeline.model.kernels.leaky_mlp import leaky_mlp, plain_leaky_mlp
 from pipeline.model.kernels.softcap_ce import plain_softcapped_ce, softcapped_ce
 
-__all__ = ["MODES", "FusedMode", "leaky_mlp", "plain_leaky_mlp", "plain_softcapped_ce", "softcapped_ce", "use_fused"]
+__all__ = ["MODES", "FusedMode", "check_mode", "leaky_mlp", "plain_leaky_mlp", "plain_softcapped_ce", "softcapped_ce", "use_fused"]

@@ -25,17 +25,22 @@ FusedMode = Literal["off", "auto", "on"]
 MODES: tuple[str, ...] = ("off", "auto", "on")
 
 
+def check_mode(mode: str) -> None:
+    """Refuse, when the model is built, a mode that can never run: unknown, or `on` without Triton."""
+    if mode not in MODES:
+        raise PgolfError(f"model.fused_kernels: {mode!r} is not one of {', '.join(MODES)}")
+    if mode == "on" and not triton_available():
+        raise PgolfError(f"model.fused_kernels: 'on' but Triton does not import ({_triton.TRITON_IMPORT_ERROR}); "
+                         "install pgolf[kernels] or use 'auto'/'off'")
+
+
 def use_fused(mode: str, tensor: Tensor, what: str) -> bool:
     """Whether `what` (a name for the error message) runs fused for `tensor` under `mode`."""
     if mode == "off":
         return False
     if mode == "auto":
         return tensor.is_cuda and triton_available()
-    if mode != "on":
-        raise PgolfError(f"model.fused_kernels: {mode!r} is not one of {', '.join(MODES)}")
-    if not triton_available():
-        raise PgolfError(f"model.fused_kernels: 'on' but Triton does not import ({_triton.TRITON_IMPORT_ERROR}); "
-                         "install pgolf[kernels] or use 'auto'/'off'")
+    check_mode(mode)
     if not (tensor.is_cuda or interpreting()):
         raise PgolfError(f"model.fused_kernels: 'on' needs CUDA tensors for {what}, got {tensor.device.type} "
                          "(or TRITON_INTERPRET=1 for Triton's CPU interpreter); use 'auto' or 'off'")
