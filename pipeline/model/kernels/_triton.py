@@ -41,6 +41,11 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
 
 
+# The torch.library namespace of the custom ops: "pgolf" here, another one inside an exported
+# train_gpt.py (whose embedded package is renamed), so both can be imported in one process.
+_TOP = __name__.partition(".")[0]
+OP_NAMESPACE = "pgolf" if _TOP == "pipeline" else "pgolf_" + _TOP.strip("_")
+
 _compiled: dict[tuple[Callable[..., Any], bool], Any] = {}
 
 

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pipeline.errors import PgolfError
-from pipeline.model.kernels._triton import interpreting, jit, tl
+from pipeline.model.kernels._triton import OP_NAMESPACE, interpreting, jit, tl
 
 # (BLOCK_M, BLOCK_N, BLOCK_K) of the matmul tiles: on a GPU for 16-bit inputs (3 pipeline stages of
 # the A and B tiles take 96 KiB of shared memory), for fp32 inputs (half the K depth: the same
@@ -111,7 +111,7 @@ def _check(x: Tensor, w1: Tensor, w2: Tensor, slope: float) -> None:
         raise PgolfError(f"leaky_mlp: slope must be >= 0, got {slope}")
 
 
-@torch.library.custom_op("pgolf::leaky_mlp", mutates_args=())
+@torch.library.custom_op(f"{OP_NAMESPACE}::leaky_mlp", mutates_args=())
 def _leaky_mlp_op(x: Tensor, w1: Tensor, w2: Tensor, slope: float) -> tuple[Tensor, Tensor, Tensor]:
     _check(x, w1, w2, slope)
     shape = (x.size(0), w1.size(0))
@@ -127,7 +127,7 @@ def _(x: Tensor, w1: Tensor, w2: Tensor, slope: float) -> tuple[Tensor, Tensor, 
     return x.new_empty(x.size(0), w2.size(0)), x.new_empty(shape), x.new_empty(shape)
 
 
-@torch.library.custom_op("pgolf::leaky_mlp_backward", mutates_args=())
+@torch.library.custom_op(f"{OP_NAMESPACE}::leaky_mlp_backward", mutates_args=())
 def _leaky_mlp_backward_op(grad_out: Tensor, x: Tensor, w1: Tensor, w2: Tensor, pre: Tensor, post: Tensor,
                            slope: float) -> tuple[Tensor, Tensor, Tensor]:
     grad_out = grad_out.to(x.dtype)

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pipeline.errors import PgolfError
-from pipeline.model.kernels._triton import jit, tl
+from pipeline.model.kernels._triton import OP_NAMESPACE, jit, tl
 
 # Columns per step of a row's stream; a power of two (Triton's arange).
 DEFAULT_BLOCK = 1024
@@ -103,7 +103,7 @@ def _block(block: int) -> int:
     return block
 
 
-@torch.library.custom_op("pgolf::softcapped_ce", mutates_args=())
+@torch.library.custom_op(f"{OP_NAMESPACE}::softcapped_ce", mutates_args=())
 def _softcapped_ce_op(logits: Tensor, targets: Tensor, softcap: float, block: int) -> tuple[Tensor, Tensor]:
     _check(logits, targets, softcap)
     rows, cols = logits.shape
@@ -121,7 +121,7 @@ def _(logits: Tensor, targets: Tensor, softcap: float, block: int) -> tuple[Tens
     return logits.new_empty(rows, dtype=torch.float32), logits.new_empty(rows, dtype=torch.float32)
 
 
-@torch.library.custom_op("pgolf::softcapped_ce_backward", mutates_args=())
+@torch.library.custom_op(f"{OP_NAMESPACE}::softcapped_ce_backward", mutates_args=())
 def _softcapped_ce_backward_op(logits: Tensor, targets: Tensor, lse: Tensor, grad_losses: Tensor,
                                softcap: float, block: int) -> Tensor:
     rows, cols = logits.shape
