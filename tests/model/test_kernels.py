@@ -285,3 +285,24 @@ def test_custom_ops_trace_under_fullgraph_compile(interpreter):
     torch.testing.assert_close(out_c, out_e, rtol=0, atol=0)
     for a, b in zip(leaves_c, leaves_e):
         torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=0)
+
+
+@needs_triton
+@pytest.mark.slow
+@pytest.mark.compile
+def test_gpt_with_the_kernels_compiles_fullgraph_and_equals_plain(interpreter):
+    """The dispatch is traceable (its interpreter check is a trace-time constant) and the
+    compiled fused model trains to the plain model's loss and gradients."""
+    torch._dynamo.reset()
+    plain = GPT(_fused_config("off"))
+    g = fill_like_spec(plain, std=0.1)
+    fused = GPT(_fused_config("on"))
+    fused.load_state_dict(plain.state_dict())
+    ids = torch.randint(0, plain.cfg.vocab_size, (2, 16), generator=g)
+    targets = torch.randint(0, plain.cfg.vocab_size, (2, 16), generator=g)
+    compiled = torch.compile(fused.train(), fullgraph=True, backend="aot_eager")
+    loss_c, grads_c = _loss_and_grads(compiled, ids, targets)
+    loss_p, grads_p = _loss_and_grads(plain.train(), ids, targets)
+    torch.testing.assert_close(loss_c, loss_p, rtol=1e-6, atol=0)
+    for name, grad in grads_p.items():
+        assert (grads_c["_orig_mod." + name] - grad).abs().max() <= 1e-5 * grad.abs().max() + 1e-9, name

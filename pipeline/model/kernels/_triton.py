@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 from typing import Any, Callable
 
+import torch
+
 from pipeline.errors import PgolfError
 
 try:
@@ -31,8 +33,11 @@ def triton_available() -> bool:
     return TRITON_IMPORT_ERROR is None
 
 
+@torch.compiler.assume_constant_result
 def interpreting() -> bool:
-    """True when Triton would decorate kernels for its CPU interpreter (TRITON_INTERPRET=1)."""
+    """True when Triton would decorate kernels for its CPU interpreter (TRITON_INTERPRET=1).
+    Read by torch.compile at trace time and kept as a constant (Triton reads the variable
+    through a C function Dynamo cannot trace; it does not change within a run)."""
     if triton is None:
         return False
     knobs = getattr(triton, "knobs", None)  # Triton >= 3.4; older ones read the variable directly
