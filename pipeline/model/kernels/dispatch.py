@@ -6,8 +6,9 @@
           `on` accepts CPU tensors while Triton's interpreter is on (TRITON_INTERPRET=1):
           that is how the tests run the kernels without a GPU.
 
-Only training-mode calls ask (the callers check `self.training`): evaluation,
-TTT and per-token losses always take the plain path, as in the record.
+Only training-mode calls ask (the callers check `self.training`): evaluation
+and calibration (eval mode) always take the plain path, as in the record; the
+loss kernel serves only the mean loss, so per-token losses (TTT) are plain too.
 The decision reads the tensor's device, never a hard-coded one.
 """
 
