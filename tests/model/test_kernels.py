@@ -55,6 +55,7 @@ def test_dispatch_off_and_auto_take_the_plain_path_on_cpu(no_interpreter):
     assert not use_fused("auto", x, "the loss")
 
 
+@needs_triton
 def test_dispatch_on_without_cuda_is_a_clear_error(no_interpreter):
     with pytest.raises(PgolfError, match=r"model.fused_kernels: 'on' .*the MLP, got cpu"):
         use_fused("on", torch.zeros(2, 3), "the MLP")
