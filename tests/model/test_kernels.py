@@ -8,7 +8,10 @@ tests, which need no kernel.  What only a GPU can show is in docs/kernels.md.
 
 from __future__ import annotations
 
-import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,6 +24,7 @@ from pipeline.model.kernels import _triton, leaky_mlp, plain_leaky_mlp, plain_so
 from tests.model.helpers import fill_like_spec
 from tests.conftest import tiny_model_config
 
+ROOT = Path(__file__).resolve().parents[2]
 needs_triton = pytest.mark.skipif(not _triton.triton_available(), reason="Triton is not installed (pgolf[kernels])")
 
 
@@ -307,3 +311,17 @@ def test_gpt_with_the_kernels_compiles_fullgraph_and_equals_plain(interpreter):
     torch.testing.assert_close(loss_c, loss_p, rtol=1e-6, atol=0)
     for name, grad in grads_p.items():
         assert (grads_c["_orig_mod." + name] - grad).abs().max() <= 1e-5 * grad.abs().max() + 1e-9, name
+
+
+
+@needs_triton
+@pytest.mark.slow
+def test_kernels_compile_for_hopper_without_a_gpu():
+    """What the interpreter cannot show: each kernel as the GPU path launches it compiles for
+    sm_90 and its shared memory fits an H100 (scripts/check-kernels, in a process whose Triton
+    is not the interpreter's)."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "check-kernels")], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    assert proc.stdout.count(" ok ") == 8, proc.stdout  # 2 CE + 2 MLP kernels, bf16 and fp32
