@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from pipeline.errors import PgolfError
 from pipeline.model import GPT

@@ -11,4 +11,5 @@ from pipeline.model.kernels.dispatch import MODES, FusedMode, check_mode, use_fu
 from pipeline.model.kernels.leaky_mlp import leaky_mlp, plain_leaky_mlp
 from pipeline.model.kernels.softcap_ce import plain_softcapped_ce, softcapped_ce
 
-__all__ = ["MODES", "FusedMode", "check_mode", "leaky_mlp", "plain_leaky_mlp", "plain_softcapped_ce", "softcapped_ce", "use_fused"]
+__all__ = ["MODES", "FusedMode", "check_mode", "leaky_mlp", "plain_leaky_mlp", "plain_softcapped_ce", "softcapped_ce",
+           "use_fused"]
