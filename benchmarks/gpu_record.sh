@@ -3,7 +3,8 @@
 # (measured by the step, and worked out from the compiled graph), the attention kernels
 # at the record's shapes, sliding-window evaluation throughput, and last the training
 # step again with Inductor's coordinate-descent kernel tuning (a PyTorch switch, not a
-# pgolf parameter: adopt it in the trainer only if it pays).  Figures go under $OUT for
+# pgolf parameter: adopt it in the trainer only if it pays), then the fused Triton kernels
+# (model.fused_kernels) against the plain paths.  Figures go under $OUT for
 # docs/performance.md; each part has its own time limit, so a late overrun keeps what
 # came before.  Runs from the repo root with the device image's python3 and torch;
 # about 6-7 minutes on an H200, under 10 in the worst case.
@@ -22,3 +23,6 @@ run bench_attention 60 python3 benchmarks/bench_attention.py --record --out "$OU
 run bench_eval 90 python3 -m stages.cli bench --eval --eval-tokens 131072 --out "$OUT/bench_eval_record.json"
 run bench_train_cdtuning 180 env TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1 \
   python3 -m stages.cli bench --steps 20 --warmup 3 --out "$OUT/bench_train_record_cdtuning.json"
+# Last, so that in the worst case (every part at its limit: 585 s before it) only this part is lost.
+run bench_kernels 40 python3 benchmarks/bench_kernels.py --record --no-compile --iters 5 \
+  --out "$OUT/bench_kernels_record.json"

@@ -306,6 +306,10 @@ class ModelConfig:
     attn_gate: AttnGateConfig = doc("Sparse attention head-output gate.")
     lanes: LanesConfig = doc("Parallel two-lane decoder.")
     recurrence: RecurrenceConfig = doc("Depth recurrence.")
+    fused_kernels: Literal["off", "auto", "on"] = doc(
+        "The record's Triton kernels for training-mode forwards (soft-capped CE loss, LeakyReLU² MLP; "
+        "docs/kernels.md): `off` = plain PyTorch, `auto` = fused on CUDA when Triton imports, `on` = fused "
+        "or an error.")
 
     @property
     def head_dim(self) -> int:

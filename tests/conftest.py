@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
+
+if not torch.cuda.is_available():
+    # Triton's CPU interpreter for the fused-kernel tests (tests/model/test_kernels.py).  Triton
+    # decorates its own library functions when it is first imported, so this must be set before
+    # anything imports it; without a GPU nothing else launches Triton kernels.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from pipeline.config import DataConfig, ModelConfig, Params, load_params
 from pipeline.data.layout import DataLayout

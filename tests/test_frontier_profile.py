@@ -58,6 +58,13 @@ def test_frontier_model_is_the_records(frontier: Params):
     r = m.recurrence
     assert (r.num_loops, r.loop_start, r.loop_end, r.enable_at) == (2, 3, 5, 0.35)
     assert m.bigram_buckets == 0 and m.canon.placements == ""
+    assert m.fused_kernels == "auto"  # FUSED_CE_ENABLED=1 and MLP.use_fused: the Triton kernels on the GPU
+
+
+def test_the_record_and_smoke_profiles_leave_the_fused_kernels_off(record_params: Params, tmp_path):
+    # The record profile's golden figures are the plain path's; on CI's CPU `auto` would be plain too.
+    assert record_params.model.fused_kernels == "off"
+    assert load_params(compose(tmp_path, "profile=smoke")).model.fused_kernels == "off"
 
 
 def test_frontier_training_is_the_records(frontier: Params):

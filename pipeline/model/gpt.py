@@ -37,6 +37,7 @@ from pipeline.model.attention import CausalSelfAttention, Segments
 from pipeline.model.canon import Canon, canon_blocks
 from pipeline.model.embeddings import BOS_ID, BigramHash, SmearGate, TokenSmearGate
 from pipeline.model.init import init_weights
+from pipeline.model.kernels import check_mode, leaky_mlp, softcapped_ce, use_fused
 from pipeline.model.layers import CastedLinear, rms_norm, to_activation_dtype
 from pipeline.model.rotary import Rotary
 
@@ -45,10 +46,15 @@ class MLP(nn.Module):
     """proj(act(fc(x))^2) with act = relu, or leaky_relu(slope) when `leaky_slope`
     > 0 (PR #493's LeakyReLU(0.5)^2).  Canon-D (when given) runs on the hidden
     before the activation, or with `canon_d_after_relu` between the activation
-    and the square (where PR #312's code puts it: proj(canon_d(relu(fc(x)))^2))."""
+    and the square (where PR #312's code puts it: proj(canon_d(relu(fc(x)))^2)).
+    `fused` (model.fused_kernels): training forwards without Canon-D may run the
+    fused Triton kernel (pipeline/model/kernels/leaky_mlp.py) on the same weights."""
 
-    def __init__(self, dim: int, hidden: int, canon_d_after_relu: bool = False, leaky_slope: float = 0.0) -> None:
+    def __init__(self, dim: int, hidden: int, canon_d_after_relu: bool = False, leaky_slope: float = 0.0,
+                 fused: str = "off") -> None:
         super().__init__()
+        check_mode(fused)
+        self.fused = fused
         self.fc = CastedLinear(dim, hidden)
         self.proj = CastedLinear(hidden, dim)  # zero init: its rule in naming.PARAM_RULES
         self.canon_d_after_relu = canon_d_after_relu
@@ -62,8 +68,12 @@ class MLP(nn.Module):
         return torch.relu(h)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.fc(x)
         canon_d = self.canon_d
+        if canon_d is None and self.training and use_fused(self.fused, x, "the MLP"):
+            dtype = x.dtype  # QAT's fake-quantised weights when it is on, as the plain path multiplies by
+            return leaky_mlp(x, self.fc.effective_weight().to(dtype), self.proj.effective_weight().to(dtype),
+                             self.leaky_slope)
+        h = self.fc(x)
         if canon_d is None:
             return self.proj(self._act(h).square())
         if self.canon_d_after_relu:
@@ -77,7 +87,7 @@ class Block(nn.Module):
         dim = cfg.model_dim
         self.ln_scale = 1.0 / math.sqrt(index + 1) if cfg.ln_scale else 1.0
         self.attn = CausalSelfAttention(cfg, use_xsa)
-        self.mlp = MLP(dim, cfg.mlp_hidden, cfg.canon.d_after_relu, cfg.mlp_leaky_slope)
+        self.mlp = MLP(dim, cfg.mlp_hidden, cfg.canon.d_after_relu, cfg.mlp_leaky_slope, cfg.fused_kernels)
         self.attn_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))
         self.mlp_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))
         self.resid_mix = nn.Parameter(torch.stack((torch.ones(dim), torch.zeros(dim))).float())
@@ -320,7 +330,11 @@ class GPT(nn.Module):
     def forward(self, ids: Tensor, targets: Tensor, reduction: Literal["mean", "none"] = "mean",
                 segments: Segments | None = None) -> Tensor:
         """Cross-entropy in fp32: a scalar mean, or (B, T) per-token losses with reduction="none";
-        `segments` (a (1, N) packed row): attention within each document (train.batch_layout)."""
+        `segments` (a (1, N) packed row): attention within each document (train.batch_layout).
+        A training-mode mean may run the fused soft-capped CE (model.fused_kernels)."""
+        if reduction == "mean" and self.training and use_fused(self.cfg.fused_kernels, ids, "the loss"):
+            z = self._project(self.hidden(ids, segments=segments))
+            return softcapped_ce(z.flatten(0, 1), targets.flatten(), self.cfg.logit_softcap)
         logits = self.logits(ids, segments)
         loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction=reduction)
         return loss if reduction == "mean" else loss.view_as(targets)

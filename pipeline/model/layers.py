@@ -62,8 +62,13 @@ class CastedLinear(nn.Linear):
         self.register_buffer("qat", torch.zeros((), dtype=torch.bool), persistent=False)
         self.qat_grid: tuple[int, int] | None = (INT6_MIN, INT6_MAX)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def effective_weight(self) -> Tensor:
+        """The fp32 weight this forward multiplies by: fake-quantised while QAT is on in
+        training mode.  The fused MLP kernel (pipeline/model/kernels) reads it too."""
         w = self.weight
         if self.training and self.qat_grid is not None:
             w = torch.where(self.qat, fake_quant_rows(w, *self.qat_grid), w)
-        return F.linear(x, w.to(x.dtype))
+        return w
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.effective_weight().to(x.dtype))

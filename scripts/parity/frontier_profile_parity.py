@@ -17,8 +17,7 @@ The profile is composed as `dvc exp run -S profile=frontier` composes it, and
 each pgolf key is compared with the record's value through the table below;
 every line prints `ok` or `DIFF`, and the exit status is 1 on any DIFF.
 tests/test_frontier_profile.py pins the same values without the mirror.
-The keys pgolf has no counterpart for (per-document attention, the fused
-Triton kernels) and the choices pgolf makes differently (per-group brotli for
+The keys pgolf has no counterpart for (per-document attention) and the choices pgolf makes differently (per-group brotli for
 lrzip) are listed at the end with the reason.
 """
 
@@ -149,6 +148,8 @@ DERIVED = {
     "quant.allow_oversize": ("submission.json: artifact_bytes_max 15,907,550 < 16,000,000", False),
     "model.smear_bos_mask": ("README: SmearGate cross-document leak fix", True),
     "model.mlp_leaky_slope": ("README: LeakyReLU(0.5)^2", 0.5),
+    "model.fused_kernels": ("log fused_ce_enabled: True, train_gpt.py MLP.use_fused = True: the Triton kernels "
+                            "on the GPU", "auto"),
     "train.muon_variant.ns": ("README: Polar-Express Newton-Schulz", "polar_express"),
     "train.batch_layout": ("train_gpt.py: train_loader = DocumentPackingLoader(h, device)", "documents"),
     "data.encoding.byte_sidecar": ("log: val_bytes_files fineweb_val_bytes_*.bin", True),
@@ -160,7 +161,6 @@ DERIVED = {
 NOT_IN_PGOLF = (
     "compressor: pergroup (lrzip -z -L 9 on the groups) -> pgolf pergroup-brotli by default: lrzip is an external "
     "program; -S quant.compressor=pergroup-lrzip where it is installed",
-    "fused_ce_enabled, the fused LeakyReLU^2 MLP: Triton kernels; pgolf runs the plain math",
     "varlen attention in the diagnostic eval_val after training: pgolf's evaluate stage scores windows "
     "(training and periodic validation use train.batch_layout: documents)",
     "global_ttt_respect_doc_boundaries: True: pgolf has no switch for it (its global SGD phase is the one "
