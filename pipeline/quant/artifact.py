@@ -40,6 +40,7 @@ from __future__ import annotations
 import hashlib
 import io
 import struct
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -115,6 +116,25 @@ def _check_plain(value: Any, where: str) -> None:
     raise ValueError(f"artifact meta {where}: {type(value).__name__} is not plain data (str/int/float/list/dict)")
 
 
+def _interned(value: Any) -> Any:
+    """`value` with every string (keys too) interned, so equal strings are one object.
+
+    Pickle writes a string once and refers back to it when the *same object* comes
+    again, so equal metadata could pickle to different bytes depending on where its
+    strings came from: params.yaml's loader makes a new object per occurrence, while
+    the exported script's literal PARAMS shares (and interns) its constants.  Interning
+    both makes the artifact's bytes a function of the metadata's value alone."""
+    if isinstance(value, str):
+        return sys.intern(value)
+    if isinstance(value, list):
+        return [_interned(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_interned(item) for item in value)
+    if isinstance(value, dict):
+        return {sys.intern(key): _interned(item) for key, item in value.items()}
+    return value
+
+
 def pack_artifact(
     state_dict: Mapping[str, Tensor], cfg: QuantConfig, meta: Mapping[str, Any],
     inputs: Mapping[str, Any] | None = None,
@@ -122,8 +142,8 @@ def pack_artifact(
     """Quantise, serialise and compress: the artifact's bytes, not yet written anywhere.
 
     `inputs`: what `quant.method` declares it needs (`pipeline.quant.methods`)."""
-    meta = dict(meta)
-    _check_plain(meta, "meta")
+    _check_plain(dict(meta), "meta")
+    meta = _interned(dict(meta))
     compressor = get_compressor(cfg.compressor)
     t0 = time.perf_counter()
     tensors = quantize_state_dict(state_dict, cfg, inputs)

@@ -74,6 +74,26 @@ def test_record_zstd_level_small_dict(tmp_path, quant_cfg):
     assert stats.file_bytes < 512 * 256  # int6 codes compress below one byte per weight
 
 
+def test_equal_metadata_packs_to_equal_bytes_wherever_its_strings_come_from(quant_cfg):
+    """params.yaml's loader makes one string object per occurrence; the exported script's
+    literal PARAMS shares its constants.  Pickle writes a shared string once, so without
+    interning the two gave artifacts a few bytes apart (found with the frontier profile's
+    two `auto` values)."""
+    sd = {"blocks.0.mlp.fc.weight": torch.randn(64, 32), "blocks.0.attn_scale": torch.ones(32)}
+
+    def fresh(text):  # a new str object each call, as a YAML loader makes
+        return "".join(list(text))
+
+    loaded = {"model": {fresh("attention_backend"): fresh("auto"), fresh("fused_kernels"): fresh("auto")},
+              "note": fresh("a value with spaces"), "pair": (fresh("x y"), fresh("x y"))}
+    literal = {"model": {"attention_backend": "auto", "fused_kernels": "auto"},
+               "note": "a value with spaces", "pair": ("x y", "x y")}
+    assert loaded["model"]["fused_kernels"] is not loaded["model"]["attention_backend"]
+    blob_loaded, _ = pack_artifact(sd, quant_cfg, loaded)
+    blob_literal, _ = pack_artifact(sd, quant_cfg, literal)
+    assert blob_loaded == blob_literal
+
+
 def _expect_error(path, *fragments):
     with pytest.raises(ArtifactError) as info:
         read_artifact(path)
