@@ -285,8 +285,9 @@ class ModelConfig:
     bigram_dim: int = doc("BigramHash embedding width.")
     bigram_scale_init: float = doc("Initial BigramHash output scale.")
     smear: bool = doc("SmearGate on the input embedding.")
-    attention_backend: Literal["auto", "sdpa", "fa3"] = doc(
-        "`sdpa`, `fa3` (FlashAttention 3, CUDA) or `auto` (FA3 when importable and on CUDA, else SDPA).")
+    attention_backend: Literal["auto", "sdpa", "fa3", "cudnn"] = doc(
+        "`sdpa` (PyTorch picks the kernel), `fa3` (FlashAttention 3, CUDA), `cudnn` (SDPA pinned to cuDNN's "
+        "attention kernel, CUDA) or `auto` (FA3 when importable and on CUDA, else SDPA).")
     canon: CanonConfig = doc("Canon layers.")
     embed_dtype: Literal["bf16", "fp32"] = doc(
         "Storage dtype of `tok_emb` and `bigram.embed`: `bf16` trains, averages and exports them in bf16 as "

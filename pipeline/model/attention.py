@@ -5,9 +5,12 @@ Query head h reads KV head h // (H / Hkv), which is what both
 `scaled_dot_product_attention(enable_gqa=True)` and FlashAttention-3 do, and
 what XSA's grouping below assumes.
 
-Backends: `sdpa` runs everywhere (CPU for tests, flash/cuDNN kernels on CUDA);
-`fa3` calls `flash_attn_interface.flash_attn_func` (Hopper FlashAttention-3,
-bf16 only); `auto` takes FA3 when it is importable and the input is on CUDA.
+Backends: `sdpa` runs everywhere (CPU for tests; on CUDA PyTorch picks among
+its flash, memory-efficient and cuDNN kernels); `cudnn` pins SDPA to cuDNN's
+kernel (CUDA only; reported to match FlashAttention-3 on an H100 and needs no
+extra wheel); `fa3` calls `flash_attn_interface.flash_attn_func` (Hopper
+FlashAttention-3, bf16 only); `auto` takes FA3 when it is importable and the
+input is on CUDA, else PyTorch's choice.
 A packed (1, N) stream with `Segments` (per-document attention: training's
 `train.batch_layout: documents`, phased TTT's global phase) goes to FA3's
 varlen kernel where FA3 would be taken, else to SDPA with a block-diagonal
@@ -24,6 +27,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from pipeline.config import ModelConfig
 from pipeline.errors import PgolfError
@@ -194,11 +198,28 @@ class CausalSelfAttention(nn.Module):
             q, k, v = (z.to(torch.bfloat16) for z in (q, k, v))
             out = _fa3_func(q, k, v, causal=True)
             return out[0] if isinstance(out, tuple) else out
+        choice = self._sdpa_kernels(q)
+        if choice is None:
+            return self._causal_sdpa(q, k, v)
+        with sdpa_kernel(choice):
+            return self._causal_sdpa(q, k, v)
+
+    def _causal_sdpa(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         y = F.scaled_dot_product_attention(
             q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
             is_causal=True, enable_gqa=self.num_kv_heads != self.num_heads,
         )
         return y.transpose(1, 2)
+
+    def _sdpa_kernels(self, q: Tensor) -> list[SDPBackend] | None:
+        """The SDPA kernels `_attend` may use: None leaves the choice to PyTorch.  The pin is
+        a context manager around the call, which torch.compile(fullgraph=True) traces."""
+        if self.backend != "cudnn":
+            return None
+        if not q.is_cuda:
+            raise PgolfError("model.attention_backend: 'cudnn' needs CUDA inputs (cuDNN's attention kernel); "
+                             "use 'auto' or 'sdpa' on CPU")
+        return [SDPBackend.CUDNN_ATTENTION]
 
     def _attend_segments(self, q: Tensor, k: Tensor, v: Tensor, segments: Segments) -> Tensor:
         """Causal attention within each segment of a (1, N, H, D) stream: FA3's varlen kernel
@@ -221,7 +242,7 @@ class CausalSelfAttention(nn.Module):
         return y.transpose(1, 2)
 
     def _use_fa3(self, q: Tensor) -> bool:
-        if self.backend == "sdpa":
+        if self.backend in ("sdpa", "cudnn"):
             return False
         if self.backend == "fa3":
             if not q.is_cuda:

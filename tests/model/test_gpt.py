@@ -269,6 +269,59 @@ def test_auto_backend_runs_sdpa_on_cpu():
         assert torch.equal(auto.logits(ids), sdpa.logits(ids))
 
 
+def test_cudnn_backend_on_cpu_inputs_is_a_clear_error():
+    model = random_tiny_model(attention_backend="cudnn").eval()
+    with pytest.raises(PgolfError, match="'cudnn' needs CUDA inputs"):
+        model.logits(torch.randint(0, 1024, (1, 9)))
+
+
+def test_cudnn_backend_pins_sdpa_to_cudnns_kernel_and_never_takes_fa3(monkeypatch):
+    """The dispatch, on CPU: `cudnn` asks SDPA for cuDNN's kernel only, and unlike `auto`
+    it is not diverted to FlashAttention-3 when that is installed."""
+    from types import SimpleNamespace
+
+    from torch.nn.attention import SDPBackend
+
+    from pipeline.model import attention
+
+    cuda_like = SimpleNamespace(is_cuda=True)
+    monkeypatch.setattr(attention, "fa3_available", lambda: True)
+    chosen = {}
+    for backend in ("auto", "sdpa", "cudnn"):
+        attn = random_tiny_model(attention_backend=backend).blocks[0].attn
+        chosen[backend] = (attn._sdpa_kernels(cuda_like), attn._use_fa3(cuda_like))
+    assert chosen == {"auto": (None, True), "sdpa": (None, False), "cudnn": ([SDPBackend.CUDNN_ATTENTION], False)}
+
+
+def test_a_pinned_sdpa_kernel_wraps_the_call_and_changes_nothing_else(monkeypatch):
+    """The pin is a context around the SDPA call (the same path `cudnn` takes on a GPU, with
+    the math kernel standing in for cuDNN's on the CPU): inside it only the pinned kernel is
+    enabled, and the model's output equals PyTorch's own choice."""
+    from torch.nn.attention import SDPBackend
+
+    from pipeline.model import attention
+
+    plain = random_tiny_model(attention_backend="sdpa").eval()
+    pinned = random_tiny_model(attention_backend="cudnn").eval()
+    seen = []
+    causal_sdpa = attention.CausalSelfAttention._causal_sdpa
+
+    def recording(self, q, k, v):
+        seen.append((torch.backends.cuda.math_sdp_enabled(), torch.backends.cuda.flash_sdp_enabled(),
+                     torch.backends.cuda.cudnn_sdp_enabled()))
+        return causal_sdpa(self, q, k, v)
+
+    ids = torch.randint(0, 1024, (2, 11), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = plain.logits(ids)
+        monkeypatch.setattr(attention.CausalSelfAttention, "_sdpa_kernels", lambda self, q: [SDPBackend.MATH])
+        monkeypatch.setattr(attention.CausalSelfAttention, "_causal_sdpa", recording)
+        got = pinned.logits(ids)
+    assert torch.allclose(got, want, atol=1e-5, rtol=0)
+    assert seen == [(True, False, False)] * plain.cfg.num_layers
+    assert torch.backends.cuda.flash_sdp_enabled()  # restored after the call
+
+
 def test_model_info_command_prints_record_totals():
     from stages.common import app
     from stages.model_info import model_info
