@@ -176,3 +176,46 @@ def test_one_traced_graph_serves_different_boundaries_via_flex(flex_on_cpu):
         loss.backward()
         torch.testing.assert_close(loss, model(ids[:, :-1], ids[:, 1:], segments=seg), rtol=0, atol=1e-5)
     assert counter.frame_count == 1
+
+
+@pytest.mark.slow
+@pytest.mark.compile
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the product flex route: CUDA under torch.compile")
+def test_compiled_gpt_on_cuda_takes_flex_with_one_graph():
+    """The real route (no patches): Inductor compiles the tiny GPT once, flex's loss and
+    gradients on two boundary sets equal the eager model's (the dense mask on CUDA)."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    from pipeline.model import GPT
+
+    if attention.fa3_available():
+        pytest.skip("FlashAttention-3 is installed: segments go to its varlen kernel")
+    torch.manual_seed(0)
+    model = GPT(tiny_model_config(canon=dict(placements=""))).cuda()
+    builds = []
+    build = attention.document_block_mask
+
+    def counted(*args):
+        builds.append(args[1])
+        return build(*args)
+
+    attention.document_block_mask = counted  # no monkeypatch fixture: also runs as a plain call
+    try:
+        counter = CompileCounterWithBackend("inductor")
+        compiled = torch.compile(model, backend=counter, fullgraph=True, dynamic=False)
+        g = torch.Generator().manual_seed(1)
+        n = 8 * attention.FLEX_BLOCK_SIZE
+        for starts in ([3, 200, 201, 700], [130, 400, 401, 402, 900, 1000]):
+            ids = torch.randint(2, 64, (1, n + 1), generator=g).cuda()
+            seg = Segments.from_starts(starts, n, 256, torch.device("cuda"), bound=256)
+            loss = compiled(ids[:, :-1], ids[:, 1:], segments=seg)
+            grads = torch.autograd.grad(loss, list(model.parameters()))
+            ref = model(ids[:, :-1], ids[:, 1:], segments=seg)  # eager: the dense-mask route
+            ref_grads = torch.autograd.grad(ref, list(model.parameters()))
+            torch.testing.assert_close(loss, ref, rtol=0, atol=1e-4)
+            for a, b in zip(grads, ref_grads):
+                torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
+    finally:
+        attention.document_block_mask = build
+    assert counter.frame_count == 1
+    assert builds == [n]  # traced once: the flex route, one BlockMask per forward
