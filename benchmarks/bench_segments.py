@@ -15,6 +15,7 @@ forward 2·H·L²·D per segment of L tokens, backward 2.5× that.
 
     python benchmarks/bench_segments.py              # needs CUDA; on a CPU it says so and exits
     python benchmarks/bench_segments.py --out segments.json
+    python benchmarks/bench_segments.py --mask-tokens 0 --iters 5   # the frontier row only (gpu_record.sh)
 """
 
 from __future__ import annotations
@@ -160,7 +161,7 @@ def bench_size(n: int, args, dense_mask: bool, device: torch.device) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=98_304, help="the packed row (frontier: 98,304)")
-    parser.add_argument("--mask-tokens", type=int, default=16_384, help="the smaller row where the dense mask fits")
+    parser.add_argument("--mask-tokens", type=int, default=16_384, help="the smaller row where the dense mask fits (0: skip it)")
     parser.add_argument("--heads", type=int, default=8)
     parser.add_argument("--kv-heads", type=int, default=4)
     parser.add_argument("--head-dim", type=int, default=64)
@@ -181,7 +182,8 @@ def main() -> None:
     print(f"device {rt.device_name()}, torch {torch.__version__}, bf16, H={args.heads} Hkv={args.kv_heads} "
           f"D={args.head_dim}, forward + backward, median of {args.iters}; "
           f"FA3 {'installed' if flash_attn_varlen_func else 'not installed'}")
-    sizes = [bench_size(args.mask_tokens, args, True, rt.device), bench_size(args.tokens, args, False, rt.device)]
+    sizes = [bench_size(args.mask_tokens, args, True, rt.device)] if args.mask_tokens > 0 else []
+    sizes.append(bench_size(args.tokens, args, False, rt.device))
     if args.out:
         args.out.write_text(json.dumps({"device": rt.device_name(), "torch": torch.__version__, "sizes": sizes},
                                        indent=2))

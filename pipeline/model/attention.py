@@ -298,7 +298,10 @@ class CausalSelfAttention(nn.Module):
             return (out[0] if isinstance(out, tuple) else out)[None]
         if route == "flex":
             block_mask = segments.with_block_mask(q.size(1)).block_mask
-            k, v = k.to(q.dtype), v.to(q.dtype)  # flex takes one dtype (autocast leaves q, k, v apart)
+            # flex_attention is no autocast op: give it autocast's dtype, as SDPA would get, else q's.
+            kind = q.device.type
+            dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else q.dtype
+            q, k, v = (z.to(dtype) for z in (q, k, v))
             y = flex_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
                                block_mask=block_mask, enable_gqa=gqa)
             return y.transpose(1, 2)

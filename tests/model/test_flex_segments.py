@@ -21,7 +21,7 @@ import pipeline.model.attention as attention
 from pipeline.model.attention import CausalSelfAttention, Segments, document_block_mask
 from tests.conftest import tiny_model_config
 from tests.model.helpers import fill_like_spec
-from tests.model.test_document_parity import parity
+from tests.model.test_document_parity import RECORD_DOCUMENT_LOSS, parity
 
 pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 
@@ -141,7 +141,7 @@ def test_gpt_loss_and_gradients_via_flex_equal_via_the_mask(flex_on_cpu, monkeyp
     monkeypatch.setattr(attention, "flex_applies", lambda ref: False)
     loss_mask = model(x, y, segments=seg)
     grads_mask = torch.autograd.grad(loss_mask, params)
-    assert abs(loss_flex.item() - parity.pgolf_forward_loss()) < 1e-5  # the record's packed-row loss
+    assert abs(loss_flex.item() - RECORD_DOCUMENT_LOSS) < 1e-5  # the record's packed-row loss
     torch.testing.assert_close(loss_flex, loss_mask, rtol=0, atol=2e-6)
     for (name, _), a, b in zip(((n, p) for n, p in model.named_parameters() if p.requires_grad),
                                grads_flex, grads_mask):
@@ -175,6 +175,31 @@ def test_one_traced_graph_serves_different_boundaries_via_flex(flex_on_cpu):
         loss = compiled(ids[:, :-1], ids[:, 1:], segments=seg)
         loss.backward()
         torch.testing.assert_close(loss, model(ids[:, :-1], ids[:, 1:], segments=seg), rtol=0, atol=1e-5)
+    assert counter.frame_count == 1
+
+
+@pytest.mark.slow
+@pytest.mark.compile
+def test_inductor_compiles_flex_with_the_block_mask_in_graph():
+    """Inductor's own lowering (CPU flex template, forward only: the CPU has no flex
+    backward) of the BlockMask built from cu_seqlens inside the graph: one graph for two
+    boundary sets, equal to the dense mask (~15 s)."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    n = 256
+
+    def attend(q, k, v, cu):
+        return flex.flex_attention(q, k, v, block_mask=document_block_mask(cu, n, 128), enable_gqa=True)
+
+    counter = CompileCounterWithBackend("inductor")
+    compiled = torch.compile(attend, backend=counter, fullgraph=True, dynamic=False)
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(1, 4, n, 16, generator=g)
+    k, v = (torch.randn(1, 2, n, 16, generator=g) for _ in range(2))
+    for starts in ([3, 100, 200], [50, 51, 129, 130, 131]):
+        seg = Segments.from_starts(starts, n, 0)
+        ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=seg.mask(n), enable_gqa=True)
+        torch.testing.assert_close(compiled(q, k, v, seg.cu_seqlens), ref, rtol=0, atol=1e-6)
     assert counter.frame_count == 1
 
 
