@@ -161,11 +161,13 @@ class Segments:
         cu = self.cu_seqlens.tolist()
         return tuple(cu[: cu.index(cu[-1]) + 1])
 
-    def with_block_mask(self, n: int) -> Segments:
-        """These segments carrying the FlexAttention BlockMask for a stream of n tokens."""
+    def with_block_mask(self, n: int, device: torch.device | None = None) -> Segments:
+        """These segments carrying the FlexAttention BlockMask for a stream of n tokens
+        (on `device`, by default cu_seqlens' own)."""
         if self.block_mask is not None and self.block_mask.seq_lengths == (n, n):
             return self
-        return replace(self, block_mask=document_block_mask(self.cu_seqlens, n, FLEX_BLOCK_SIZE))
+        cu = self.cu_seqlens.to(device=device or self.cu_seqlens.device, dtype=torch.int32)
+        return replace(self, block_mask=document_block_mask(cu, n, FLEX_BLOCK_SIZE))
 
     def mask(self, n: int) -> Tensor:
         """(n, n) bool: query i may attend key j iff j <= i and both lie in one segment."""
@@ -281,7 +283,7 @@ class CausalSelfAttention(nn.Module):
         """`segments` ready for every layer's call on a stream like `ref` (1, N, ...): with the
         BlockMask when the route is FlexAttention, so a forward builds it once, not per layer."""
         if self.segment_route(ref) == "flex":
-            return segments.with_block_mask(ref.size(1))
+            return segments.with_block_mask(ref.size(1), ref.device)
         return segments
 
     def _attend_segments(self, q: Tensor, k: Tensor, v: Tensor, segments: Segments) -> Tensor:
@@ -297,7 +299,7 @@ class CausalSelfAttention(nn.Module):
                                    max_seqlen_k=segments.max_len, causal=True)
             return (out[0] if isinstance(out, tuple) else out)[None]
         if route == "flex":
-            block_mask = segments.with_block_mask(q.size(1)).block_mask
+            block_mask = segments.with_block_mask(q.size(1), q.device).block_mask
             # flex_attention is no autocast op: give it autocast's dtype, as SDPA would get, else q's.
             kind = q.device.type
             dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else q.dtype
