@@ -2,7 +2,8 @@
 BlockMask built from cu_seqlens against FlexAttention's own `create_block_mask`, the flex
 path's values and q/k/v gradients against the masked-SDPA path, the GPT's loss and
 gradients on a packed row (frontier switches) via flex against via the mask, one BlockMask
-per forward, and one traced graph for two boundary sets.
+per forward, one traced graph for two boundary sets (Dynamo; Inductor's CPU flex forward,
+slow), and on CUDA only the compiled GPT on the real route.
 
 On the CPU the product route stays the mask (flex runs only on CUDA under torch.compile),
 so these tests force the route with `flex_on_cpu`.  Eager flex_attention on the CPU runs
