@@ -12,17 +12,21 @@ extra wheel); `fa3` calls `flash_attn_interface.flash_attn_func` (Hopper
 FlashAttention-3, bf16 only); `auto` takes FA3 when it is importable and the
 input is on CUDA, else PyTorch's choice.
 A packed (1, N) stream with `Segments` (per-document attention: training's
-`train.batch_layout: documents`, phased TTT's global phase) goes to FA3's
-varlen kernel where FA3 would be taken, else to SDPA with a block-diagonal
-causal mask (N x N booleans: meant for CPU and moderate N; an eager forward
-over more than MASK_MAX_TOKENS attends one segment at a time instead).
+`train.batch_layout: documents`, phased TTT's global phase) takes one of four
+routes (`CausalSelfAttention.segment_route`): FA3's varlen kernel where FA3
+would be taken; FlexAttention with a block-sparse document mask on CUDA under
+torch.compile (no N x N tensor: the frontier's 98,304-token rows without FA3);
+one causal call per segment for an eager stream over MASK_MAX_TOKENS; else SDPA
+with the block-diagonal causal mask (N x N booleans: CPU, tests, moderate N).
+The `cudnn` pin applies where `_attend` runs (rows, and the per-segment loop);
+the other segment routes choose their own kernels.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +51,12 @@ except ImportError:
     _fa3_varlen_func = None
 
 
+try:  # FlexAttention: in torch since 2.5; optional so an older torch still imports this module.
+    from torch.nn.attention.flex_attention import BlockMask, flex_attention
+except ImportError:
+    BlockMask = flex_attention = None
+
+
 def fa3_available() -> bool:
     return _fa3_func is not None
 
@@ -59,6 +69,53 @@ MASK_MAX_TOKENS = 8192
 # a compiled graph's input shapes, changes only when a batch holds 64 more segments.
 CU_SEQLENS_BUCKET = 64
 
+# FlexAttention's sparsity tile (queries x keys): a tile wholly inside one document below the
+# diagonal runs unmasked, one that straddles a boundary or the diagonal evaluates the mask.
+FLEX_BLOCK_SIZE = 128
+
+SegmentRoute = Literal["fa3", "flex", "loop", "mask"]
+
+
+def flex_applies(ref: Tensor) -> bool:
+    """Whether segmented attention on `ref`'s device goes to FlexAttention (FA3 aside): on
+    CUDA while torch.compile traces, where Inductor turns it into a fused block-sparse
+    kernel.  Eager flex_attention is an unfused reference that holds the N x N scores, so
+    eager calls keep the mask or the per-segment loop.  Tests patch this to run flex on CPU."""
+    return flex_attention is not None and ref.is_cuda and torch.compiler.is_compiling()
+
+
+def document_block_mask(cu_seqlens: Tensor, n: int, block_size: int = FLEX_BLOCK_SIZE) -> BlockMask:
+    """FlexAttention's BlockMask for `Segments.mask(n)` (query i sees key j iff j <= i in
+    one segment), built from per-tile document ranges by tensor ops on (n / block)^2 tiles,
+    never n^2: static shapes for a fixed n and cu_seqlens length, so it traces under
+    torch.compile(fullgraph=True) once for every boundary set."""
+    blocks = -(-n // block_size)
+    pos = torch.arange(blocks * block_size, device=cu_seqlens.device, dtype=torch.int32)
+    # Segment index per position; positions past n (the last tile's padding) get len(cu),
+    # an index no real position has, and lie after every real query, so causality masks them.
+    doc = torch.searchsorted(cu_seqlens, pos, right=True)
+    tiles = doc.view(blocks, block_size)
+    first, last = tiles[:, 0], tiles[:, -1]  # segments are contiguous: a tile's range
+    row = torch.arange(blocks, device=doc.device)
+    below = row[None, :] < row[:, None]  # [query tile, key tile]: key tile strictly earlier
+    # A key tile before the query tile shares a segment with it iff its last segment is the
+    # query tile's first; it is full iff one segment covers both tiles whole.
+    full = below & (first[None, :] == last[:, None])
+    partial = (below & (last[None, :] == first[:, None]) & ~full) | (row[None, :] == row[:, None])
+
+    def ordered(tiles_on: Tensor) -> tuple[Tensor, Tensor]:
+        on = tiles_on.to(torch.int32)
+        indices = torch.argsort(on, dim=-1, descending=True, stable=True).to(torch.int32)
+        return on.sum(-1).to(torch.int32)[None, None], indices[None, None]
+
+    def mask_mod(b: Tensor, h: Tensor, q_idx: Tensor, kv_idx: Tensor) -> Tensor:
+        return (doc[q_idx] == doc[kv_idx]) & (q_idx >= kv_idx)
+
+    kv_num, kv_idx = ordered(partial)
+    full_num, full_idx = ordered(full)
+    return BlockMask.from_kv_blocks(kv_num, kv_idx, full_num, full_idx, BLOCK_SIZE=block_size,
+                                    mask_mod=mask_mod, seq_lengths=(n, n))
+
 
 @dataclass(frozen=True)
 class Segments:
@@ -69,12 +126,16 @@ class Segments:
     `max_len`: a bound on a segment's length, a plain int (FA3's max_seqlen, the
     rotary scale length), so the same graph serves every batch.  Training passes
     the sequence length; `at_documents` the longest piece of its stream.  Without
-    FA3, attention applies a block-diagonal causal mask built from `cu_seqlens`
-    by tensor ops, which traces under torch.compile without a recompile per batch.
+    FA3, attention applies a block-diagonal causal mask (dense, or FlexAttention's
+    block-sparse one) built from `cu_seqlens` by tensor ops, which traces under
+    torch.compile without a recompile per batch.
     """
 
     cu_seqlens: Tensor
     max_len: int
+    # FlexAttention's mask for these segments over a stream of block_mask.seq_lengths tokens,
+    # built once per forward (`with_block_mask`) and shared by every layer; None: built on demand.
+    block_mask: BlockMask | None = field(default=None, compare=False, repr=False)
 
     @staticmethod
     def from_starts(starts: Sequence[int], total: int, max_len: int, device: torch.device | None = None,
@@ -105,6 +166,14 @@ class Segments:
         """[0, s1, ..., N] without the padding (reads the tensor back: not for compiled code)."""
         cu = self.cu_seqlens.tolist()
         return tuple(cu[: cu.index(cu[-1]) + 1])
+
+    def with_block_mask(self, n: int, device: torch.device | None = None) -> Segments:
+        """These segments carrying the FlexAttention BlockMask for a stream of n tokens
+        (on `device`, by default cu_seqlens' own)."""
+        if self.block_mask is not None and self.block_mask.seq_lengths == (n, n):
+            return self
+        cu = self.cu_seqlens.to(device=device or self.cu_seqlens.device, dtype=torch.int32)
+        return replace(self, block_mask=document_block_mask(cu, n, FLEX_BLOCK_SIZE))
 
     def mask(self, n: int) -> Tensor:
         """(n, n) bool: query i may attend key j iff j <= i and both lie in one segment."""
@@ -221,23 +290,52 @@ class CausalSelfAttention(nn.Module):
                              "use 'auto' or 'sdpa' on CPU")
         return [SDPBackend.CUDNN_ATTENTION]
 
+    def segment_route(self, q: Tensor) -> SegmentRoute:
+        """Where `_attend_segments` sends a (1, N, H, D) stream: FA3's varlen kernel where
+        `_attend` would take FA3, FlexAttention where `flex_applies` (CUDA, compiling), one
+        causal call per segment for an eager stream over MASK_MAX_TOKENS, else the mask."""
+        if self._use_fa3(q) and _fa3_varlen_func is not None:
+            return "fa3"
+        if flex_applies(q):
+            return "flex"
+        if q.size(1) > MASK_MAX_TOKENS and not torch.compiler.is_compiling():
+            return "loop"
+        return "mask"
+
+    def prepare_segments(self, segments: Segments, ref: Tensor) -> Segments:
+        """`segments` ready for every layer's call on a stream like `ref` (1, N, ...): with the
+        BlockMask when the route is FlexAttention, so a forward builds it once, not per layer."""
+        if self.segment_route(ref) == "flex":
+            return segments.with_block_mask(ref.size(1), ref.device)
+        return segments
+
     def _attend_segments(self, q: Tensor, k: Tensor, v: Tensor, segments: Segments) -> Tensor:
-        """Causal attention within each segment of a (1, N, H, D) stream: FA3's varlen kernel
-        where `_attend` would take FA3, else SDPA under the segments' block-diagonal causal mask."""
+        """Causal attention within each segment of a (1, N, H, D) stream, by `segment_route`."""
         if q.size(0) != 1:
             raise PgolfError(f"segmented attention takes one packed stream, got a batch of {q.size(0)}")
-        if self._use_fa3(q) and _fa3_varlen_func is not None:
+        route = self.segment_route(q)
+        gqa = self.num_kv_heads != self.num_heads
+        if route == "fa3":
             cu = segments.cu_seqlens.to(device=q.device, dtype=torch.int32)
             q, k, v = (z[0].to(torch.bfloat16) for z in (q, k, v))
             out = _fa3_varlen_func(q, k, v, cu_seqlens_q=cu, cu_seqlens_k=cu, max_seqlen_q=segments.max_len,
                                    max_seqlen_k=segments.max_len, causal=True)
             return (out[0] if isinstance(out, tuple) else out)[None]
-        if q.size(1) > MASK_MAX_TOKENS and not torch.compiler.is_compiling():
+        if route == "flex":
+            block_mask = segments.with_block_mask(q.size(1), q.device).block_mask
+            # flex_attention is no autocast op: give it autocast's dtype, as SDPA would get, else q's.
+            kind = q.device.type
+            dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else q.dtype
+            q, k, v = (z.to(dtype) for z in (q, k, v))
+            y = flex_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                               block_mask=block_mask, enable_gqa=gqa)
+            return y.transpose(1, 2)
+        if route == "loop":
             b = segments.bounds
             return torch.cat([self._attend(q[:, s:e], k[:, s:e], v[:, s:e]) for s, e in zip(b, b[1:])], dim=1)
         y = F.scaled_dot_product_attention(
             q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-            attn_mask=segments.mask(q.size(1)), enable_gqa=self.num_kv_heads != self.num_heads,
+            attn_mask=segments.mask(q.size(1)), enable_gqa=gqa,
         )
         return y.transpose(1, 2)
 

@@ -286,6 +286,8 @@ class GPT(nn.Module):
             x = self.smear(x, ids)
         x0 = x
         cos, sin = self.rotary(ids.size(1), ids.device, None if segments is None else segments.max_len)
+        if segments is not None:  # e.g. FlexAttention's BlockMask: built once here, not in every layer
+            segments = self.blocks[0].attn.prepare_segments(segments, x)
         encoder, decoder = self.layer_order()
         slot = (lambda k: None) if adapters is None else adapters.slot
         skips: list[Tensor] = []
