@@ -5,24 +5,20 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import importlib.util
 import typing
-from importlib.machinery import SourceFileLoader
 from pathlib import Path
 
 import pytest
 import yaml
 
 from pipeline.config import Params, field_doc, load_params
+from tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _script():
-    loader = SourceFileLoader("params_table", str(ROOT / "scripts" / "params-table"))
-    module = importlib.util.module_from_spec(importlib.util.spec_from_loader("params_table", loader))
-    loader.exec_module(module)
-    return module
+    return load_script("scripts/params-table")
 
 
 def _fields(cls, prefix=""):

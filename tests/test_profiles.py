@@ -3,9 +3,7 @@ profile is small with every feature on, and the README documents every key."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
-from importlib.machinery import SourceFileLoader
 from pathlib import Path
 
 import pytest
@@ -13,18 +11,14 @@ import yaml
 
 from pipeline.config import Params, load_params
 from pipeline.optim.schedule import lr_multiplier
+from tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = sorted(p.stem for p in (ROOT / "conf" / "profile").glob("*.yaml"))
 
 
 def _compose_params_module():
-    path = ROOT / "scripts" / "compose-params"
-    loader = SourceFileLoader("compose_params", str(path))
-    spec = importlib.util.spec_from_loader("compose_params", loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+    return load_script("scripts/compose-params")
 
 
 def compose(tmp_path: Path, *overrides: str) -> Path:

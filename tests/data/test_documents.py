@@ -5,9 +5,6 @@ recomputed here with pgolf alone; plus resume and the errors."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from importlib.machinery import SourceFileLoader
 from pathlib import Path
 
 import numpy as np
@@ -18,24 +15,14 @@ from pipeline.data.documents import DocumentLoader
 from pipeline.data.loader import DistributedTokenLoader
 from pipeline.data.shards import write_shard
 from pipeline.errors import DataError
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.scripts import load_script
 
 # Printed by scripts/parity/document_parity.py from the record's DocumentPackingLoader (it also
 # checks pgolf's batches equal the record's one by one).
 RECORD_LOADER_SHA256 = "bf1cf57762cce63ff2dc3f633ffd98d35db19b12b4b22b7f8204f12f5c3ffe1e"
 
 
-def _parity_module():
-    sys.path.insert(0, str(ROOT / "scripts" / "parity"))
-    path = ROOT / "scripts" / "parity" / "document_parity.py"
-    loader = SourceFileLoader("document_parity", str(path))
-    module = importlib.util.module_from_spec(importlib.util.spec_from_loader("document_parity", loader))
-    loader.exec_module(module)
-    return module
-
-
-parity = _parity_module()
+parity = load_script("scripts/parity/document_parity.py")
 
 
 @pytest.fixture

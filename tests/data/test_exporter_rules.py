@@ -10,10 +10,7 @@ that the exporter's tokenizer and shards are byte-identical to pgolf's).
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
-import sys
-from importlib.machinery import SourceFileLoader
 from pathlib import Path
 
 import numpy as np
@@ -23,23 +20,13 @@ import sentencepiece as spm
 from pipeline.data.layout import DataLayout
 from pipeline.data.prepare import prepare
 from pipeline.data.shards import read_shard
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.scripts import load_script
 
 # export_shards' statistics for the parity corpus (scripts/parity/exporter_parity.py).
 EXPORTER_STATS = {"docs_val": 12, "tokens_val": 661, "docs_train": 394, "tokens_train": 44572}
 
 
-def _parity_module():
-    path = ROOT / "scripts" / "parity" / "exporter_parity.py"
-    loader = SourceFileLoader("exporter_parity", str(path))
-    module = importlib.util.module_from_spec(importlib.util.spec_from_loader("exporter_parity", loader))
-    sys.modules["exporter_parity"] = module
-    loader.exec_module(module)
-    return module
-
-
-parity = _parity_module()
+parity = load_script("scripts/parity/exporter_parity.py")
 
 
 @pytest.fixture(scope="module")

@@ -5,35 +5,19 @@ segment, and one compiled graph for batches with different document boundaries."
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from importlib.machinery import SourceFileLoader
-from pathlib import Path
-
-import pytest
 import torch
 
 from pipeline.model.attention import CausalSelfAttention, Segments
 from tests.conftest import tiny_model_config
 from tests.model.helpers import fill_like_spec
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.scripts import load_script
 
 # The record's loss on the packed row (frontier switches, small size, looped; CPU, fp32),
 # printed by scripts/parity/document_parity.py, where pgolf's equals it to 0.00e+00.
 RECORD_DOCUMENT_LOSS = 8.046738
 
 
-def _parity_module():
-    sys.path.insert(0, str(ROOT / "scripts" / "parity"))
-    path = ROOT / "scripts" / "parity" / "document_parity.py"
-    loader = SourceFileLoader("document_parity", str(path))
-    module = importlib.util.module_from_spec(importlib.util.spec_from_loader("document_parity", loader))
-    loader.exec_module(module)
-    return module
-
-
-parity = _parity_module()
+parity = load_script("scripts/parity/document_parity.py")
 
 
 def test_packed_documents_forward_matches_the_record():
@@ -86,21 +70,3 @@ def test_segments_pad_cu_seqlens_to_the_bucket():
     seg = Segments.from_starts(list(range(1, 80)), 80, 0)
     assert seg.cu_seqlens.numel() == 128 and seg.bounds == tuple(range(81)) and seg.max_len == 1
     assert Segments.from_starts([0, 3], 10, 4).bounds == (0, 3, 7, 10)  # a BOS at 0 is no extra segment
-
-
-@pytest.mark.slow
-def test_one_compiled_graph_serves_different_document_boundaries():
-    from torch._dynamo.testing import CompileCounter
-
-    from pipeline.model import GPT
-
-    torch.manual_seed(0)
-    model = GPT(tiny_model_config(canon=dict(placements="")))
-    counter = CompileCounter()
-    compiled = torch.compile(model, backend=counter, fullgraph=True, dynamic=False)
-    g = torch.Generator().manual_seed(1)
-    for starts in ([3, 40], [10, 11, 12, 50, 60]):
-        ids = torch.randint(2, 64, (1, 65), generator=g)
-        seg = Segments.from_starts(starts, 64, 32, bound=32)
-        compiled(ids[:, :-1], ids[:, 1:], segments=seg).backward()
-    assert counter.frame_count == 1

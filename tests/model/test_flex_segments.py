@@ -158,10 +158,15 @@ def test_segments_keep_a_prepared_block_mask():
     assert dataclasses.replace(prepared, block_mask=None).block_mask is None
 
 
-def test_one_traced_graph_serves_different_boundaries_via_flex(flex_on_cpu):
-    """Dynamo traces the whole model (fullgraph) with the BlockMask built inside; the
-    counting backend runs the graph eagerly, so no Inductor compile is paid here (~5 s)."""
+@pytest.mark.parametrize("route", ["mask", "flex"])
+def test_one_traced_graph_serves_different_boundaries(route, request):
+    """Dynamo traces the whole model (fullgraph), with the dense mask or the BlockMask built
+    inside: two batches with other document boundaries reuse one graph.  The counting
+    backend runs the graph eagerly, so no Inductor compile is paid here (~5 s)."""
     from torch._dynamo.testing import CompileCounter
+
+    if route == "flex":
+        request.getfixturevalue("flex_on_cpu")
 
     from pipeline.model import GPT
 

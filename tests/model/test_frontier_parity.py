@@ -10,14 +10,9 @@ script also checks pgolf's against them bit for bit).
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from importlib.machinery import SourceFileLoader
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.scripts import load_script
 
 # The record's losses printed by scripts/parity/frontier_parity.py (torch 2.13, CPU).
 RECORD_LOSS = {
@@ -30,16 +25,7 @@ RECORD_MUON_SUM = -59.62283391875761
 RECORD_MUON_SHA256 = "03aa3006ab919faa6ca24bd3d8931bfb33431abb3025289a02d742bc8dde2cd6"
 
 
-def _parity_module():
-    path = ROOT / "scripts" / "parity" / "frontier_parity.py"
-    loader = SourceFileLoader("frontier_parity", str(path))
-    module = importlib.util.module_from_spec(importlib.util.spec_from_loader("frontier_parity", loader))
-    sys.modules["frontier_parity"] = module  # its dataclasses look their module up there
-    loader.exec_module(module)
-    return module
-
-
-parity = _parity_module()
+parity = load_script("scripts/parity/frontier_parity.py")
 CASES = {case.name: case for case in parity.CASES}
 
 

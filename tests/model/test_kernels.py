@@ -203,18 +203,23 @@ def _loss_and_grads(model: GPT, ids, targets):
     return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-@needs_triton
-def test_gpt_training_forward_fused_equals_plain(interpreter):
+def _plain_and_fused_gpt():
+    """Two tiny GPTs with the same weights, `off` and `on`, and a batch of ids and targets."""
     plain = GPT(_fused_config("off"))
     g = fill_like_spec(plain, std=0.1)
     fused = GPT(_fused_config("on"))
     fused.load_state_dict(plain.state_dict())
+    ids = torch.randint(0, plain.cfg.vocab_size, (2, 16), generator=g)
+    targets = torch.randint(0, plain.cfg.vocab_size, (2, 16), generator=g)
+    return plain, fused, ids, targets
+
+
+@needs_triton
+def test_gpt_training_forward_fused_equals_plain(interpreter):
+    plain, fused, ids, targets = _plain_and_fused_gpt()
     for model in (plain, fused):
         model.train()
         model.set_qat(True)  # the fused MLP must multiply by the same fake-quantised weights
-    vocab = plain.cfg.vocab_size
-    ids = torch.randint(0, vocab, (2, 16), generator=g)
-    targets = torch.randint(0, vocab, (2, 16), generator=g)
     loss_p, grads_p = _loss_and_grads(plain, ids, targets)
     loss_f, grads_f = _loss_and_grads(fused, ids, targets)
     torch.testing.assert_close(loss_f, loss_p, rtol=1e-6, atol=0)
@@ -232,12 +237,7 @@ def test_gpt_fused_under_bf16_autocast_takes_the_activation_dtype(interpreter):
     # The GPU's precision: the residual stream, the MLP's inputs and the logits in bf16, the
     # CastedLinear weights cast to it.  The fused path accepts those dtypes and lands within
     # bf16 noise of the plain path (the interpreter's bf16 rounding: see the MLP bf16 test).
-    plain = GPT(_fused_config("off"))
-    g = fill_like_spec(plain, std=0.1)
-    fused = GPT(_fused_config("on"))
-    fused.load_state_dict(plain.state_dict())
-    ids = torch.randint(0, plain.cfg.vocab_size, (2, 16), generator=g)
-    targets = torch.randint(0, plain.cfg.vocab_size, (2, 16), generator=g)
+    plain, fused, ids, targets = _plain_and_fused_gpt()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss_p, grads_p = _loss_and_grads(plain.train(), ids, targets)
         loss_f, grads_f = _loss_and_grads(fused.train(), ids, targets)
@@ -298,19 +298,13 @@ def test_gpt_with_the_kernels_compiles_fullgraph_and_equals_plain(interpreter):
     """The dispatch is traceable (its interpreter check is a trace-time constant) and the
     compiled fused model trains to the plain model's loss and gradients."""
     torch._dynamo.reset()
-    plain = GPT(_fused_config("off"))
-    g = fill_like_spec(plain, std=0.1)
-    fused = GPT(_fused_config("on"))
-    fused.load_state_dict(plain.state_dict())
-    ids = torch.randint(0, plain.cfg.vocab_size, (2, 16), generator=g)
-    targets = torch.randint(0, plain.cfg.vocab_size, (2, 16), generator=g)
+    plain, fused, ids, targets = _plain_and_fused_gpt()
     compiled = torch.compile(fused.train(), fullgraph=True, backend="aot_eager")
     loss_c, grads_c = _loss_and_grads(compiled, ids, targets)
     loss_p, grads_p = _loss_and_grads(plain.train(), ids, targets)
     torch.testing.assert_close(loss_c, loss_p, rtol=1e-6, atol=0)
     for name, grad in grads_p.items():
         assert (grads_c["_orig_mod." + name] - grad).abs().max() <= 1e-5 * grad.abs().max() + 1e-9, name
-
 
 
 @needs_triton

@@ -13,15 +13,11 @@ PRs' own train_gpt.py (refs/pull/312/head, the same file on PR #400's branch).
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import sys
-from importlib.machinery import SourceFileLoader
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.scripts import load_script
 
 # Reference losses printed by scripts/parity/model_parity.py (torch 2.13, CPU).
 REFERENCE_LOSS = {
@@ -33,16 +29,7 @@ REFERENCE_LOSS = {
 }
 
 
-def _parity_module():
-    path = ROOT / "scripts" / "parity" / "model_parity.py"
-    loader = SourceFileLoader("model_parity", str(path))
-    module = importlib.util.module_from_spec(importlib.util.spec_from_loader("model_parity", loader))
-    sys.modules["model_parity"] = module  # its dataclasses look their module up there
-    loader.exec_module(module)
-    return module
-
-
-parity = _parity_module()
+parity = load_script("scripts/parity/model_parity.py")
 CASES = {case.name: case for case in parity.CASES}
 
 

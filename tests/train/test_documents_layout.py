@@ -6,11 +6,7 @@ having primed the compiled graph's cu_seqlens lengths as the record's warm-up do
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import math
-import sys
-from importlib.machinery import SourceFileLoader
-from pathlib import Path
 
 import torch
 
@@ -19,9 +15,8 @@ from pipeline.layout import seed_dir
 from pipeline.runtime import detect_runtime
 from pipeline.train.loop import Trainer
 from pipeline.train.validation import PackedDocuments, Validator
+from tests.scripts import load_script
 from tests.train.helpers import SEQ_LEN, tiny_params
-
-ROOT = Path(__file__).resolve().parents[2]
 
 # The record's eval_val on packed documents (frontier switches, small size; three batches of two
 # 32-token windows), printed by scripts/parity/document_parity.py (pgolf's differs by 1.6e-07;
@@ -93,9 +88,5 @@ def test_validation_scores_packed_documents():
 
 
 def test_packed_validation_matches_the_records_eval_val():
-    sys.path.insert(0, str(ROOT / "scripts" / "parity"))
-    path = ROOT / "scripts" / "parity" / "document_parity.py"
-    loader = SourceFileLoader("document_parity", str(path))
-    parity = importlib.util.module_from_spec(importlib.util.spec_from_loader("document_parity", loader))
-    loader.exec_module(parity)
+    parity = load_script("scripts/parity/document_parity.py")
     assert abs(parity.pgolf_val_loss() - RECORD_VAL_LOSS) < 1e-5
