@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# The whole pipeline once on a lent GPU (issue 20's end-to-end check): `dvc exp run -S
+# profile=gpu_check` -- prepare the embedded corpus, train the record model 300 steps
+# (compile, bf16 autocast, late QAT, SWA snapshots), swa, quantize, sliding-window evaluate,
+# report -- then a pass/fail line per stage and the files for docs/measurements/ under $OUT.
+#
+#   benchmarks/gpu_pipeline.sh [dvc exp run arguments...]     e.g. -S train.iterations=200
+#
+# Runs from the repository root with the device image's python3. What it needs and the image
+# lacks (dvc, dvclive, hydra, zstandard, brotli, ...) comes as wheels in .whl/
+# (scripts/gpu-wheels, named in the device call's `carry`), installed into $PGOLF_SITE unless
+# dvc imports already. The copy sent to the device has no .git, and `dvc exp run` needs a
+# repository with a commit: one is made here when none is found. The run has its own time
+# limit ($PGOLF_LIMIT s, default 480), so the outputs are collected even after an overrun.
+# Environment: OUT (default /tmp/out), PGOLF_PYTHON (python3), PGOLF_SITE (/tmp/site),
+# PGOLF_WHEELS (.whl), PGOLF_LIMIT (480), PGOLF_SEED (1337: the profile's seed).
+# $OUT receives (the device tool brings back at most 8 files): gpu_pipeline.log (everything
+# printed), gpu_pipeline_summary.json (per-stage status and the figures), env.txt,
+# gpu_pipeline.tar.gz (dvc.lock, params.yaml, metrics/, the seed's dvclive/, train_summary.json,
+# size.json, data/manifest.json, dvc metrics show), loss.png where matplotlib imports.
+set -u -o pipefail
+OUT="${OUT:-/tmp/out}"; mkdir -p "$OUT"
+PY="${PGOLF_PYTHON:-python3}"
+SITE="${PGOLF_SITE:-/tmp/site}"
+WHEELS="${PGOLF_WHEELS:-.whl}"
+LIMIT="${PGOLF_LIMIT:-480}"
+SEED="${PGOLF_SEED:-1337}"
+export PYTHONUNBUFFERED=1 DVC_NO_ANALYTICS=1
+exec > >(tee "$OUT/gpu_pipeline.log") 2>&1
+T0=$SECONDS
+mark() { printf '\n=== [gpu_pipeline %4ds] %s\n' $((SECONDS - T0)) "$*"; }
+fail() { mark "FAIL: $*"; exit 1; }
+
+mark "environment"
+{
+  date -u +%FT%TZ
+  uname -srm
+  command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader \
+    || echo "nvidia-smi: absent"
+  "$PY" -c "import sys, torch; print('python', sys.version.split()[0]); print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available())"
+  "$PY" -c "import triton; print('triton', triton.__version__)" 2>/dev/null || echo "triton: absent"
+  git --version 2>/dev/null || echo "git: absent"
+} | tee "$OUT/env.txt"
+
+mark "wheels"
+if "$PY" -c "import dvc, dvclive, hydra, zstandard" 2>/dev/null; then
+  echo "dvc, dvclive, hydra and zstandard import already: nothing to install"
+else
+  ls "$WHEELS"/*.whl >/dev/null 2>&1 || fail "dvc is not installed and $WHEELS/ holds no wheels (scripts/gpu-wheels; name .whl in carry)"
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$WHEELS"/*.whl \
+    || fail "pip could not install $WHEELS/*.whl into $SITE"
+  export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
+  echo "$(ls "$WHEELS"/*.whl | wc -l) wheels installed into $SITE"
+  "$PY" -m pip check 2>&1 | grep -iE "dvc|hydra|omegaconf|scmrepo|zstandard|brotli|pgolf" \
+    && echo "(pip check: unmet requirements above, printed for the record)" || echo "pip check: nothing unmet for dvc's tree"
+fi
+# pgolf's stages run as `pgolf <stage>` (dvc.yaml): a launcher on PATH when pgolf is not installed.
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+if ! command -v pgolf >/dev/null; then
+  mkdir -p "$SITE/bin"
+  printf '#!/bin/sh\nexec %s -m stages.cli "$@"\n' "$(command -v "$PY")" >"$SITE/bin/pgolf"
+  chmod +x "$SITE/bin/pgolf"
+  export PATH="$SITE/bin:$PATH"
+fi
+"$PY" -m dvc --version | sed 's/^/dvc /' | tee -a "$OUT/env.txt" || fail "dvc does not start"
+pgolf --help >/dev/null || fail "pgolf does not start"
+
+mark "git"
+if git rev-parse --verify -q HEAD >/dev/null 2>&1 && [ "$(git rev-parse --show-toplevel)" = "$PWD" ]; then
+  echo "a repository with a commit is here: $(git rev-parse --short HEAD)"
+elif command -v git >/dev/null; then
+  [ -f .git ] && rm .git  # a worktree's pointer to a git directory left behind on another machine
+  git init -q . && git add -A && git -c user.name=pgolf -c user.email=pgolf@localhost commit -qm "gpu_pipeline snapshot" \
+    || fail "could not make a git commit of the working tree"
+  echo "made a repository: $(git ls-files | wc -l) files, commit $(git rev-parse --short HEAD)"
+else
+  fail "no git on this machine: dvc exp run needs a git repository (carry git, or use dvc repro)"
+fi
+git config user.name >/dev/null || git config user.name pgolf
+git config user.email >/dev/null || git config user.email pgolf@localhost
+
+mark "dvc exp run -S profile=gpu_check $* (limit ${LIMIT} s)"
+timeout -k 20 "$LIMIT" "$PY" -m dvc exp run -S profile=gpu_check "$@" 2>&1 \
+  | while IFS= read -r line; do printf '%(%T)T %s\n' -1 "$line"; done
+status=${PIPESTATUS[0]}
+mark "dvc exp run exit status $status$([ "$status" = 124 ] && echo ' (time limit)')"
+
+mark "stages"
+"$PY" - "$SEED" "$status" "$OUT/gpu_pipeline_summary.json" <<'EOF'
+"""One line per stage (PASS/FAIL and its figures) and the summary JSON."""
+import json, math, sys, yaml
+from pathlib import Path
+
+seed, status, out = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
+params = yaml.safe_load(open("params.yaml"))
+data, runs = Path(params["data"]["out_dir"]), Path(params["train"]["out_dir"])
+run = runs / f"seed_{seed}"
+
+def read(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+def finite(*values):
+    return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+
+stages, figures = {}, {"dvc_exp_run_status": status}
+manifest = read(data / "manifest.json")
+stages["prepare"] = manifest is not None
+if manifest:
+    figures["data"] = {k: manifest[k] for k in ("splits", "tokens", "documents") if k in manifest}
+train = read(run / "train_summary.json")
+stages["train"] = bool(train) and finite(train.get("final_train_loss"))
+if train:
+    figures["train"] = {k: v for k, v in train.items() if not isinstance(v, (dict, list)) or k in (
+        "snapshot_steps", "val", "qat_step")}
+stages["swa"] = (run / "averaged.pt").is_file()
+size = read(run / "size.json")
+stages["quantize"] = bool(size)
+figures["size"] = size
+scores = read(Path("metrics/seeds") / f"seed_{seed}.json")
+stages["evaluate"] = bool(scores) and all(finite(v) for v in scores.values() if isinstance(v, float))
+figures["evaluate"] = scores
+summary = read("metrics/summary.json")
+stages["report"] = summary is not None
+figures["report"] = summary
+for name, ok in stages.items():
+    print(f"{'PASS' if ok else 'FAIL'}  {name}")
+# The loss curve as the train stage logged it (dvclive's tsv files).
+curves = {}
+for tsv in sorted((run / "dvclive" / "plots" / "metrics").rglob("*.tsv")):
+    rows = [line.split("\t") for line in tsv.read_text().splitlines()[1:]]
+    curves[str(tsv.relative_to(run / "dvclive" / "plots" / "metrics").with_suffix(""))] = [
+        (int(r[0]), float(r[-1])) for r in rows if len(r) >= 2]
+for name in ("train/loss", "train/train_loss", "val/val_loss", "val/loss", "val/bpb", "val/val_bpb"):
+    if name in curves and curves[name]:
+        pts = curves[name]
+        print(f"{name}: step {pts[0][0]} {pts[0][1]:.4f} -> step {pts[-1][0]} {pts[-1][1]:.4f} ({len(pts)} points)")
+figures["curves"] = curves
+result = {"stages": stages, "passed": all(stages.values()) and status == 0, **figures}
+out.write_text(json.dumps(result, indent=1, default=str) + "\n")
+print("ALL STAGES PASSED" if result["passed"] else "NOT ALL STAGES PASSED")
+EOF
+
+mark "files for docs/measurements/"
+"$PY" -m dvc metrics show >"$OUT/dvc_metrics_show.txt" 2>&1 || true
+"$PY" - "$SEED" "$OUT/loss.png" <<'EOF' || echo "no loss.png (matplotlib absent or no curve)"
+import sys
+from pathlib import Path
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+base = Path(f"runs/seed_{sys.argv[1]}/dvclive/plots/metrics")
+fig, ax = plt.subplots(figsize=(7, 4))
+for tsv in sorted(base.rglob("*loss*.tsv")):
+    rows = [l.split("\t") for l in tsv.read_text().splitlines()[1:]]
+    ax.plot([int(r[0]) for r in rows], [float(r[-1]) for r in rows], label=str(tsv.relative_to(base).with_suffix("")))
+ax.set_xlabel("step"); ax.set_ylabel("loss (nats)"); ax.legend(); ax.set_title("profile gpu_check")
+fig.savefig(sys.argv[2], dpi=100, bbox_inches="tight")
+print("wrote", sys.argv[2])
+EOF
+files=(dvc.lock params.yaml metrics data/manifest.json "runs/seed_$SEED/dvclive" "runs/seed_$SEED/train_summary.json"
+       "runs/seed_$SEED/size.json")
+present=(); for f in "${files[@]}"; do [ -e "$f" ] && present+=("$f"); done
+tar -czf "$OUT/gpu_pipeline.tar.gz" "${present[@]}" -C "$OUT" env.txt dvc_metrics_show.txt && rm "$OUT/dvc_metrics_show.txt"
+ls -l "$OUT"
+mark "done"
+[ "$status" = 0 ] && "$PY" -c "import json,sys; sys.exit(0 if json.load(open('$OUT/gpu_pipeline_summary.json'))['passed'] else 1)"
