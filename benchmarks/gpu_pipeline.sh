@@ -66,32 +66,72 @@ fi
 pgolf --help >/dev/null || fail "pgolf does not start"
 
 mark "git"
+ident=(-c user.name=pgolf -c user.email=pgolf@localhost)
 if git rev-parse --verify -q HEAD >/dev/null 2>&1 && [ "$(git rev-parse --show-toplevel)" = "$PWD" ]; then
   echo "a repository with a commit is here: $(git rev-parse --short HEAD)"
 elif command -v git >/dev/null; then
   [ -f .git ] && rm .git  # a worktree's pointer to a git directory left behind on another machine
-  git init -q . && git add -A && git -c user.name=pgolf -c user.email=pgolf@localhost commit -qm "gpu_pipeline snapshot" \
+  git init -q . && git add -A && git "${ident[@]}" commit -qm "gpu_pipeline snapshot" \
     || fail "could not make a git commit of the working tree"
   echo "made a repository: $(git ls-files | wc -l) files, commit $(git rev-parse --short HEAD)"
 else
-  fail "no git on this machine: dvc exp run needs a git repository (carry git, or use dvc repro)"
+  # No git binary: dulwich (one of dvc's own dependencies) makes the repository; dvc exp run
+  # works on it without git (tried on a CPU with git hidden).
+  [ -f .git ] && rm .git
+  "$PY" - <<'PYEOF' || fail "no git, and dulwich could not make a commit of the working tree"
+from dulwich import porcelain
+from dulwich.repo import Repo
+repo = porcelain.init(".") if not __import__("os").path.isdir(".git") else Repo(".")
+config = repo.get_config()
+config.set((b"user",), b"name", b"pgolf")
+config.set((b"user",), b"email", b"pgolf@localhost")
+config.write_to_path()
+porcelain.add(repo)
+porcelain.commit(repo, message=b"gpu_pipeline snapshot", author=b"pgolf <pgolf@localhost>",
+                 committer=b"pgolf <pgolf@localhost>")
+print(f"no git binary: made a repository with dulwich, {len(list(repo.open_index()))} files,"
+      f" commit {repo.head().decode()[:7]}")
+PYEOF
 fi
-git config user.name >/dev/null || git config user.name pgolf
-git config user.email >/dev/null || git config user.email pgolf@localhost
+if command -v git >/dev/null; then  # dvc commits the experiment: an identity, where none is configured
+  git config user.name >/dev/null || git config user.name pgolf
+  git config user.email >/dev/null || git config user.email pgolf@localhost
+fi
+
+mark "torchrun at world size 1: process group $("$PY" -c 'import torch; print("nccl" if torch.cuda.is_available() else "gloo")')"
+# pgolf's train and evaluate stages at train.nproc_per_node 1 run in one process, without
+# torchrun, and a world of one makes no process group (pipeline/runtime.py); this checks the
+# launcher and the backend on this machine by themselves.
+cat >/tmp/gpu_pipeline_dist.py <<'PYEOF'
+import os, torch, torch.distributed as dist
+cuda = torch.cuda.is_available()
+if cuda:
+    torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+dist.init_process_group("nccl" if cuda else "gloo")
+x = torch.full((4,), 2.0, device="cuda" if cuda else "cpu")
+dist.all_reduce(x)
+dist.barrier()
+print(f"rank {dist.get_rank()} of {dist.get_world_size()}, backend {dist.get_backend()}, all_reduce {x.tolist()}",
+      f"nccl {'.'.join(map(str, torch.cuda.nccl.version()))}" if cuda else "")
+dist.destroy_process_group()
+PYEOF
+timeout -k 5 90 "$PY" -m torch.distributed.run --standalone --nproc_per_node=1 /tmp/gpu_pipeline_dist.py 2>&1 \
+  | tee -a "$OUT/env.txt" || echo "torchrun check failed (status ${PIPESTATUS[0]})" | tee -a "$OUT/env.txt"
 
 mark "dvc exp run -S profile=gpu_check $* (limit ${LIMIT} s)"
 timeout -k 20 "$LIMIT" "$PY" -m dvc exp run -S profile=gpu_check "$@" 2>&1 \
-  | while IFS= read -r line; do printf '%(%T)T %s\n' -1 "$line"; done
+  | while IFS= read -r line; do printf '%(%s)T %s\n' -1 "$line"; done | tee /tmp/gpu_pipeline_dvc.log \
+  | while IFS= read -r line; do printf '%(%T)T %s\n' "${line%% *}" "${line#* }"; done
 status=${PIPESTATUS[0]}
 mark "dvc exp run exit status $status$([ "$status" = 124 ] && echo ' (time limit)')"
 
 mark "stages"
-"$PY" - "$SEED" "$status" "$OUT/gpu_pipeline_summary.json" <<'EOF'
+"$PY" - "$SEED" "$status" "$OUT/gpu_pipeline_summary.json" /tmp/gpu_pipeline_dvc.log <<'EOF'
 """One line per stage (PASS/FAIL and its figures) and the summary JSON."""
 import json, math, sys, yaml
 from pathlib import Path
 
-seed, status, out = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
+seed, status, out, dvc_log = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4])
 params = yaml.safe_load(open("params.yaml"))
 data, runs = Path(params["data"]["out_dir"]), Path(params["train"]["out_dir"])
 run = runs / f"seed_{seed}"
@@ -125,8 +165,23 @@ figures["evaluate"] = scores
 summary = read("metrics/summary.json")
 stages["report"] = summary is not None
 figures["report"] = summary
+# Seconds per DVC stage, from the epoch stamps put on dvc's output lines ("Running stage 'x':").
+seconds, current, start, last = {}, None, None, None
+for line in dvc_log.read_text(errors="replace").splitlines():
+    stamp, _, text = line.partition(" ")
+    if not stamp.isdigit():
+        continue
+    last = int(stamp)
+    if text.startswith("Running stage '"):
+        if current:
+            seconds[current] = last - start
+        current, start = text.split("'")[1], last
+if current:
+    seconds[current] = last - start
+figures["stage_seconds"] = seconds
 for name, ok in stages.items():
-    print(f"{'PASS' if ok else 'FAIL'}  {name}")
+    took = [f"{k} {v} s" for k, v in seconds.items() if k.split("@")[0] == name]
+    print(f"{'PASS' if ok else 'FAIL'}  {name:9s} {', '.join(took)}")
 # The loss curve as the train stage logged it (dvclive's tsv files).
 curves = {}
 for tsv in sorted((run / "dvclive" / "plots" / "metrics").rglob("*.tsv")):
