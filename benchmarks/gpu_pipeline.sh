@@ -10,10 +10,15 @@
 # lacks (dvc, dvclive, hydra, zstandard, brotli, ...) comes as wheels in .whl/
 # (scripts/gpu-wheels, named in the device call's `carry`), installed into $PGOLF_SITE unless
 # dvc imports already. The copy sent to the device has no .git, and `dvc exp run` needs a
-# repository with a commit: one is made here when none is found. The run has its own time
-# limit ($PGOLF_LIMIT s, default 480), so the outputs are collected even after an overrun.
+# repository with a commit: one is made here when none is found (with git, or where the
+# image has none with dulwich, one of dvc's dependencies, plus a stand-in `git` for the one
+# `git add` the train stage runs; that path was tried on a CPU piecewise, not end to end
+# since the stand-in was added). At train.nproc_per_node 1 pgolf trains in one process
+# without torchrun or a process group; a separate step runs torchrun at world size 1 with
+# NCCL (gloo on a CPU) to check the launcher and backend there. The run has its own time
+# limit ($PGOLF_LIMIT s, default 420), so the outputs are collected even after an overrun.
 # Environment: OUT (default /tmp/out), PGOLF_PYTHON (python3), PGOLF_SITE (/tmp/site),
-# PGOLF_WHEELS (.whl), PGOLF_LIMIT (480), PGOLF_SEED (1337: the profile's seed).
+# PGOLF_WHEELS (.whl), PGOLF_LIMIT (420), PGOLF_SEED (1337: the profile's seed).
 # $OUT receives (the device tool brings back at most 8 files): gpu_pipeline.log (everything
 # printed), gpu_pipeline_summary.json (per-stage status and the figures), env.txt,
 # gpu_pipeline.tar.gz (dvc.lock, params.yaml, metrics/, the seed's dvclive/, train_summary.json,
@@ -23,10 +28,14 @@ OUT="${OUT:-/tmp/out}"; mkdir -p "$OUT"
 PY="${PGOLF_PYTHON:-python3}"
 SITE="${PGOLF_SITE:-/tmp/site}"
 WHEELS="${PGOLF_WHEELS:-.whl}"
-LIMIT="${PGOLF_LIMIT:-480}"
+LIMIT="${PGOLF_LIMIT:-420}"
 SEED="${PGOLF_SEED:-1337}"
 export PYTHONUNBUFFERED=1 DVC_NO_ANALYTICS=1
-exec > >(tee "$OUT/gpu_pipeline.log") 2>&1
+exec 3>&1 > >(tee "$OUT/gpu_pipeline.log") 2>&1
+TEE_PID=$!
+# On exit, let tee write the last lines to $OUT before the device tool collects it.
+finish() { local rc=$?; exec 1>&3 2>&3; wait "$TEE_PID" 2>/dev/null; exit "$rc"; }
+trap finish EXIT
 T0=$SECONDS
 mark() { printf '\n=== [gpu_pipeline %4ds] %s\n' $((SECONDS - T0)) "$*"; }
 fail() { mark "FAIL: $*"; exit 1; }
@@ -92,8 +101,26 @@ porcelain.commit(repo, message=b"gpu_pipeline snapshot", author=b"pgolf <pgolf@l
 print(f"no git binary: made a repository with dulwich, {len(list(repo.open_index()))} files,"
       f" commit {repo.head().decode()[:7]}")
 PYEOF
+  # pgolf's train stage runs `git add -- runs/seed_N/dvclive/dvc.yaml` (pipeline/train/curves.py)
+  # and stops on a missing git: a stand-in that does that one thing through dulwich, and answers
+  # anything else (GitPython's `git version` probe included) as if git were broken.
+  mkdir -p "$SITE/bin"
+  cat >"$SITE/bin/git" <<PYEOF
+#!$(command -v "$PY")
+"""git stand-in (benchmarks/gpu_pipeline.sh): \`git add -- FILE...\` through dulwich, nothing else."""
+import os, sys
+args = sys.argv[1:]
+if args[:1] != ["add"]:
+    sys.exit(f"git stand-in: only 'add' is provided, not {args[:1]}")
+from dulwich import porcelain
+from dulwich.repo import Repo
+repo = Repo.discover(os.getcwd())
+porcelain.add(repo, paths=[os.path.abspath(a) for a in args[1:] if a != "--"])
+PYEOF
+  chmod +x "$SITE/bin/git"
+  export PATH="$SITE/bin:$PATH"
 fi
-if command -v git >/dev/null; then  # dvc commits the experiment: an identity, where none is configured
+if command -v git >/dev/null && git --version >/dev/null 2>&1; then  # dvc commits the experiment: an identity, where none is configured
   git config user.name >/dev/null || git config user.name pgolf
   git config user.email >/dev/null || git config user.email pgolf@localhost
 fi
