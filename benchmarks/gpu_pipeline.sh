@@ -176,7 +176,8 @@ stages, figures = {}, {"dvc_exp_run_status": status}
 manifest = read(data / "manifest.json")
 stages["prepare"] = manifest is not None
 if manifest:
-    figures["data"] = {k: manifest[k] for k in ("splits", "tokens", "documents") if k in manifest}
+    figures["data"] = {name: {k: split.get(k) for k in ("documents", "tokens")}
+                       for name, split in manifest.get("splits", {}).items()}
 train = read(run / "train_summary.json")
 stages["train"] = bool(train) and finite(train.get("final_train_loss"))
 if train:
