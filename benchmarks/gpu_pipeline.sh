@@ -13,9 +13,11 @@
 # repository with a commit: one is made here when none is found (with git, or where the
 # image has none with dulwich, one of dvc's dependencies, plus a stand-in `git` for the one
 # `git add` the train stage runs; that path was tried on a CPU piecewise, not end to end
-# since the stand-in was added). At train.nproc_per_node 1 pgolf trains in one process
-# without torchrun or a process group; a separate step runs torchrun at world size 1 with
-# NCCL (gloo on a CPU) to check the launcher and backend there. The run has its own time
+# since the stand-in was added). The profile's train.launcher: torchrun makes the train and
+# evaluate stages re-launch under torchrun at world size 1, with an NCCL process group and
+# DDP (train_summary.json's `process_group` says which backend ran); a separate first step
+# runs a bare all-reduce under torchrun, so a launcher or NCCL failure shows apart from the
+# pipeline's. The run has its own time
 # limit ($PGOLF_LIMIT s, default 420), so the outputs are collected even after an overrun.
 # Environment: OUT (default /tmp/out), PGOLF_PYTHON (python3), PGOLF_SITE (/tmp/site),
 # PGOLF_WHEELS (.whl), PGOLF_LIMIT (420), PGOLF_SEED (1337: the profile's seed).
@@ -126,9 +128,8 @@ if command -v git >/dev/null && git --version >/dev/null 2>&1; then  # dvc commi
 fi
 
 mark "torchrun at world size 1: process group $("$PY" -c 'import torch; print("nccl" if torch.cuda.is_available() else "gloo")')"
-# pgolf's train and evaluate stages at train.nproc_per_node 1 run in one process, without
-# torchrun, and a world of one makes no process group (pipeline/runtime.py); this checks the
-# launcher and the backend on this machine by themselves.
+# The launcher and the backend on this machine by themselves, before the pipeline uses them
+# (train.launcher: torchrun in the gpu_check profile).
 cat >/tmp/gpu_pipeline_dist.py <<'PYEOF'
 import os, torch, torch.distributed as dist
 cuda = torch.cuda.is_available()

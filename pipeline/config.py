@@ -391,6 +391,10 @@ class TrainConfig:
     nproc_per_node: int = doc(
         "Processes (GPUs) on this node; > 1 re-launches `pgolf train` under torchrun. The world size must "
         "divide 8.")
+    launcher: Literal["auto", "torchrun"] = doc(
+        "`auto`: train and evaluate re-launch under torchrun when nproc_per_node > 1; `torchrun`: always, so "
+        "even one process runs the multi-GPU code path (a process group on NCCL/gloo, DDP, the collectives): "
+        "the one-device check of the 8-GPU path.")
     train_batch_tokens: int = doc(
         "Tokens per optimizer step over all ranks and micro-steps; a multiple of 8 × seq_len.")
     seq_len: int = doc("Training sequence length.")

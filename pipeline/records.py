@@ -64,6 +64,9 @@ class TrainSummary:
     outputs_sha256: dict[str, str] = field(default_factory=dict)
     # Step at which depth recurrence switched on (model.recurrence); None without it.
     loop_step: int | None = None
+    # The process group's backend (nccl | gloo) when training took the distributed path (several
+    # processes, or one started by torchrun: train.launcher); None for one plain process.
+    process_group: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -25,10 +25,13 @@ class Runtime:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    launched: bool = False  # started by torchrun
 
     @property
     def distributed(self) -> bool:
-        return self.world_size > 1
+        """A process group and DDP: several processes, or one started by torchrun (as the record
+        scripts do: `train.launcher: torchrun` runs the multi-GPU code path on one device)."""
+        return self.world_size > 1 or self.launched
 
     @property
     def is_main(self) -> bool:
@@ -109,10 +112,11 @@ def launched_by_torchrun() -> bool:
 def detect_runtime(force_cpu: bool = False) -> Runtime:
     """The runtime for this process, without starting a process group."""
     rank, world_size, local_rank = launcher_env()
+    launched = launched_by_torchrun()
     if torch.cuda.is_available() and not force_cpu:
         device = torch.device("cuda", local_rank)
-        return Runtime(device, "nccl", torch.bfloat16, rank, world_size, local_rank)
-    return Runtime(torch.device("cpu"), "gloo", None, rank, world_size, local_rank)
+        return Runtime(device, "nccl", torch.bfloat16, rank, world_size, local_rank, launched)
+    return Runtime(torch.device("cpu"), "gloo", None, rank, world_size, local_rank, launched)
 
 
 def init_runtime(force_cpu: bool = False) -> Runtime:

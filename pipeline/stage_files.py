@@ -196,9 +196,13 @@ def read_train_summary(path: Path) -> TrainSummary:
     loop_step = summary.get("loop_step")  # absent in summaries written before depth recurrence
     if loop_step is not None:
         _field(summary, "loop_step", (int,), path)
+    process_group = summary.get("process_group")  # absent in summaries written before train.launcher
+    if process_group is not None:
+        _field(summary, "process_group", (str,), path)
     outputs = _field(summary, "outputs_sha256", (dict,), path) if "outputs_sha256" in summary else {}
     return TrainSummary(**values, qat_step=qat_step, final_train_loss=float(loss),
-                        outputs_sha256={str(k): str(v) for k, v in outputs.items()}, loop_step=loop_step)
+                        outputs_sha256={str(k): str(v) for k, v in outputs.items()}, loop_step=loop_step,
+                        process_group=process_group)
 
 
 def read_seed_metrics(path: Path, seed: int) -> SeedMetrics:

@@ -21,7 +21,7 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "swa": ("swa.method", "swa.last_k", "swa.min_snapshots"),
     # model: the artifact records the model config, and the weights are checked against it.
     "quantize": ("model", "quant", "train.seq_len"),  # train.seq_len: GPTQ calibration rows
-    "evaluate": ("eval", "model", "train.nproc_per_node"),
+    "evaluate": ("eval", "model", "train.nproc_per_node", "train.launcher"),
     "report": ("report", "seeds"),
 }
 

@@ -30,7 +30,8 @@ def evaluate_command(
     int6 round-trip standard bpb, int6 sliding-window
     bpb (the score), steps, train time, compressed and total bytes, timings and provenance.
 
-    With train.nproc_per_node > 1 the windows are split across ranks under torchrun.
+    With train.nproc_per_node > 1 the windows are split across ranks under torchrun (train.launcher:
+    torchrun re-launches under torchrun at one process too).
     """
     from pipeline import atomic
     from pipeline.config import check_seed
@@ -60,7 +61,7 @@ def evaluate_command(
     if run is not None:  # the artifact and size.json of one quantize run (pipeline.quant.pairing)
         check_size_report(run.artifact, run.size_report, seed)
     nproc = p.train.nproc_per_node
-    if nproc > 1 and not launched_by_torchrun():
+    if (nproc > 1 or p.train.launcher == "torchrun") and not launched_by_torchrun():
         args = ["evaluate", "--params", str(params)]
         args += ["--seed", str(seed)] if seed is not None else ["--checkpoint", str(checkpoint)]
         args += ["--out", str(out)] if out is not None else []

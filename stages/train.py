@@ -24,8 +24,8 @@ def train_command(
 ) -> None:
     """Train one seed: Muon + AdamW, wall-clock warmdown, late QAT, tight SWA snapshots.
 
-    With train.nproc_per_node > 1 the command re-launches itself under
-    `torchrun --standalone`; started by torchrun already (multi-node), it just runs.
+    With train.nproc_per_node > 1 (or train.launcher: torchrun) the command re-launches itself
+    under `torchrun --standalone`; started by torchrun already (multi-node), it just runs.
     Writes <run>/train/{final.pt, snapshots.pt, ema.pt}, <run>/dvclive/ (curves) and
     <run>/train_summary.json when training ends; SIGTERM writes a checkpoint to <run>/work/ and exits 143.
     One run per seed at a time: a second one exits at once naming the holder of
@@ -45,7 +45,7 @@ def train_command(
     training_files(p, seed, resume)  # every input readable, every output writable, before any work
     nproc = p.train.nproc_per_node
     run = RunLayout(seed_dir(Path(p.train.out_dir), seed))
-    if nproc > 1 and not launched_by_torchrun():
+    if (nproc > 1 or p.train.launcher == "torchrun") and not launched_by_torchrun():
         args = ["train", "--seed", str(seed), "--params", str(params), "--lock-held"]
         args += ["--resume"] if resume else []
         args += [] if progress is None else (["--progress"] if progress else ["--no-progress"])

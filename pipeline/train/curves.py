@@ -93,10 +93,14 @@ def _stage_for_experiment(dvcyaml: Path) -> None:
     """
     if not os.environ.get("DVC_ROOT"):
         return
-    result = subprocess.run(["git", "add", "--", dvcyaml.name], cwd=dvcyaml.parent, capture_output=True, text=True)
-    if result.returncode != 0:
-        write_line(f"pgolf: warning: could not `git add` {dvcyaml} for the experiment commit: "
-                   f"{result.stderr.strip()}")
+    try:
+        result = subprocess.run(["git", "add", "--", dvcyaml.name], cwd=dvcyaml.parent, capture_output=True,
+                                text=True)
+        problem = result.stderr.strip() if result.returncode != 0 else ""
+    except OSError as exc:  # no git program (DVC itself may run on dulwich/pygit2)
+        problem = f"cannot run git: {exc.strerror or exc}"
+    if problem:
+        write_line(f"pgolf: warning: could not `git add` {dvcyaml} for the experiment commit: {problem}")
 
 
 def _read_tsv(path: Path, name: str) -> dict[int, float]:

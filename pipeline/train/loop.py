@@ -359,6 +359,7 @@ class Trainer:
             seed=self.seed,
             world_size=self.rt.world_size,
             device=self.rt.device_name(),
+            process_group=self.rt.backend if self.rt.distributed else None,
             steps=st.step,
             stopped_by="wallclock" if st.stop_after_step is not None else "iterations",
             train_seconds=train_ms / 1000.0,

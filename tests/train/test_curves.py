@@ -71,6 +71,18 @@ def test_as_a_dvc_stage_the_dvc_yaml_is_staged_for_the_experiment_commit(tmp_pat
     assert staged == ["runs/dvclive/dvc.yaml"]
 
 
+def test_as_a_dvc_stage_without_a_git_program_the_curves_are_written_with_a_warning(tmp_path, monkeypatch,
+                                                                                   capsys):
+    """DVC can run on its own git libraries where no `git` program is installed (a bare GPU image):
+    the stage keeps its curves and says what it could not stage, instead of dying."""
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    monkeypatch.setenv("PATH", str(tmp_path / "no-programs-here"))
+    write_curves(tmp_path / "runs" / "dvclive", STEPS, VALS, SUMMARY)
+    assert read_curves(tmp_path / "runs" / "dvclive") == (STEPS, VALS)
+    out = capsys.readouterr()
+    assert "could not `git add`" in out.out + out.err and "cannot run git" in out.out + out.err
+
+
 def test_a_run_without_validation_has_no_val_curves(tmp_path):
     live = tmp_path / "dvclive"
     write_curves(live, STEPS, [], SUMMARY)

@@ -1,4 +1,5 @@
-"""Two gloo processes and one process with the same global batch reach the same weights.
+"""Two gloo processes and one process with the same global batch reach the same weights (and so
+does one process started as torchrun starts it, which takes the distributed path at world size 1).
 
 The gradients of the two runs differ in their last bits (DDP sums the ranks'
 halves, one process sums its micro-batches in order).  Muon's bf16
@@ -49,6 +50,7 @@ def _worker(rank: int, world_size: int, port: int, params, data_dir: str, run_di
     torch.set_num_threads(1)
     loop.build_optimizers = _build_fp32_optimizers
     rt = init_runtime()
+    assert rt.distributed and dist.get_world_size() == world_size  # at world size 1 too: started as by torchrun
     try:
         train(params, 5, Path(data_dir), Path(run_dir), rt, progress=False)
     finally:
@@ -56,10 +58,12 @@ def _worker(rank: int, world_size: int, port: int, params, data_dir: str, run_di
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("batch_layout", ["rows", "documents"])
-def test_two_processes_equal_one(record_params, embedded_data, tmp_path, monkeypatch, batch_layout):
+@pytest.mark.parametrize(("batch_layout", "processes"), [("rows", 2), ("documents", 2), ("rows", 1)])
+def test_two_processes_equal_one(record_params, embedded_data, tmp_path, monkeypatch, batch_layout, processes):
     # train.batch_layout documents: one process's micro-steps 2m and 2m+1 are the two ranks' micro-step m
     # (the same spans of the stream), so the runs see the same packed documents too.
+    # processes=1: one process started as torchrun starts it (train.launcher: torchrun), which takes
+    # the distributed path at world size 1: a process group, DDP, Muon's all-gather.
     monkeypatch.setattr(loop, "build_optimizers", _build_fp32_optimizers)
     p = tiny_params(record_params, embedded_data.layout.root, tmp_path, train=dict(iterations=STEPS, warmdown_iters=2,
                                                                               adam_eps=1e-6, batch_layout=batch_layout))
@@ -68,7 +72,8 @@ def test_two_processes_equal_one(record_params, embedded_data, tmp_path, monkeyp
     two = seed_dir(tmp_path / "two", 5)
     store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)  # port 0: the OS picks
     try:
-        mp.spawn(_worker, args=(2, store.port, p, str(embedded_data.layout.root), str(two)), nprocs=2, join=True)
+        mp.spawn(_worker, args=(processes, store.port, p, str(embedded_data.layout.root), str(two)),
+                 nprocs=processes, join=True)
     finally:
         del store
 
@@ -78,4 +83,4 @@ def test_two_processes_equal_one(record_params, embedded_data, tmp_path, monkeyp
     worst = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
     moved = max((a[k].float()).abs().max().item() for k in a)
     assert moved > 0
-    assert worst < 5e-5, f"largest difference between 1 and 2 processes: {worst:.3g}"
+    assert worst < 5e-5, f"largest difference between 1 and {processes} processes: {worst:.3g}"
