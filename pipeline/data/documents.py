@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.data.loader import checked_shard
+from pipeline.data.loader import checked_shard, resume_file_index
 from pipeline.data.shards import read_header, read_shard
 from pipeline.data.tokenizer import BOS_ID
 from pipeline.errors import DataError
@@ -73,13 +73,7 @@ class DocumentLoader:
         if state.get("layout") != "documents":
             raise DataError("cannot resume the document loader from a checkpoint of the rows layout "
                             "(train.batch_layout changed)")
-        names = [f.name for f in self.files]
-        if list(state["files"]) != names:
-            raise DataError(f"cannot resume the document loader: saved over {len(state['files'])} shards "
-                            f"({state['files'][:1]}...), now given {len(names)} ({names[:1]}...)")
-        index, cursor = int(state["file_index"]), int(state["cursor"])
-        if not 0 <= index < len(self.files):
-            raise DataError(f"cannot resume the document loader: file index {index} out of range")
+        index, cursor = resume_file_index(state, self.files, "the document loader"), int(state["cursor"])
         self._open(index)
         if not int(self._bos[0]) <= cursor <= self._tokens.size:
             raise DataError(f"cannot resume the document loader: cursor {cursor} outside {self.files[index]}")

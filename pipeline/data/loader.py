@@ -37,6 +37,19 @@ def checked_shard(path: str | Path, vocab_size: int) -> np.ndarray:
     return tokens
 
 
+def resume_file_index(state: dict[str, Any], files: Sequence[Path], what: str) -> int:
+    """The shard index a saved loader state points at, refused (naming `what`) unless the state
+    was saved over these same shards, in this order."""
+    names = [f.name for f in files]
+    if list(state["files"]) != names:
+        raise DataError(f"cannot resume {what}: saved over {len(state['files'])} shards "
+                        f"({state['files'][:1]}...), now given {len(names)} ({names[:1]}...)")
+    index = int(state["file_index"])
+    if not 0 <= index < len(files):
+        raise DataError(f"cannot resume {what}: file index {index} out of range")
+    return index
+
+
 class TokenStream:
     """Consecutive tokens across `files` in name order (SPEC §1), wrapping around.
 
@@ -77,13 +90,7 @@ class TokenStream:
         return {"file_index": self.file_index, "position": self.position, "files": [f.name for f in self.files]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        names = [f.name for f in self.files]
-        if list(state["files"]) != names:
-            raise DataError(f"cannot resume the token stream: saved over {len(state['files'])} shards "
-                            f"({state['files'][:1]}...), now given {len(names)} ({names[:1]}...)")
-        index, position = int(state["file_index"]), int(state["position"])
-        if not 0 <= index < len(self.files):
-            raise DataError(f"cannot resume the token stream: file index {index} out of range")
+        index, position = resume_file_index(state, self.files, "the token stream"), int(state["position"])
         self._open(index)
         if not 0 <= position <= self._tokens.size:
             raise DataError(f"cannot resume the token stream: position {position} beyond {self.files[index]}")
