@@ -12,8 +12,8 @@
 # dvc imports already. The copy sent to the device has no .git, and `dvc exp run` needs a
 # repository with a commit: one is made here when none is found (with git, or where the
 # image has none with dulwich, one of dvc's dependencies, plus a stand-in `git` for the one
-# `git add` the train stage runs; that path was tried on a CPU piecewise, not end to end
-# since the stand-in was added). The profile's train.launcher: torchrun makes the train and
+# `git add` the train stage runs; rehearsed end to end on a CPU in a copy without .git, with
+# no git program and no git identity: docs/performance.md). The profile's train.launcher: torchrun makes the train and
 # evaluate stages re-launch under torchrun at world size 1, with an NCCL process group and
 # DDP (train_summary.json's `process_group` says which backend ran); a separate first step
 # runs a bare all-reduce under torchrun, so a launcher or NCCL failure shows apart from the
@@ -104,8 +104,9 @@ print(f"no git binary: made a repository with dulwich, {len(list(repo.open_index
       f" commit {repo.head().decode()[:7]}")
 PYEOF
   # pgolf's train stage runs `git add -- runs/seed_N/dvclive/dvc.yaml` (pipeline/train/curves.py)
-  # and stops on a missing git: a stand-in that does that one thing through dulwich, and answers
-  # anything else (GitPython's `git version` probe included) as if git were broken.
+  # so that the experiment's commit holds the curves' dvc.yaml; without git it only warns and the
+  # file is left out. A stand-in does that one thing through dulwich, and answers anything else
+  # (GitPython's `git version` probe, provenance's `git rev-parse` included) as if git were broken.
   mkdir -p "$SITE/bin"
   cat >"$SITE/bin/git" <<PYEOF
 #!$(command -v "$PY")
@@ -210,6 +211,8 @@ if current:
 figures["stage_seconds"] = seconds
 for name, ok in stages.items():
     took = [f"{k} {v} s" for k, v in seconds.items() if k.split("@")[0] == name]
+    if name == "train" and train:  # which code path ran: gloo/nccl under torchrun, or none
+        took.append(f"process group {train.get('process_group')}, world size {train.get('world_size')}")
     print(f"{'PASS' if ok else 'FAIL'}  {name:9s} {', '.join(took)}")
 # The loss curve as the train stage logged it (dvclive's tsv files).
 curves = {}
