@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT / "scripts" / "parity"))
 from pipeline.config import ModelConfig, load_params  # noqa: E402
 from pipeline.model import GPT  # noqa: E402
 from pipeline.optim.muon import Muon, polar_express  # noqa: E402
+from model_parity import spec_filled  # noqa: E402
 
 DEFAULT_MIRROR = Path("/work/.mirror/openai+parameter-golf/repo")
 RECORD = ("HEAD", "records/track_10min_16mb/2026-04-27_SP8192_LQER_SparseGate_BOSSmearFix_9HpStack_1.0611/train_gpt.py")
@@ -98,16 +99,10 @@ def case_config(case: Case, base: ModelConfig | None = None) -> ModelConfig:
 
 
 def filled(cfg: ModelConfig, seq_len: int, looping: bool) -> tuple[GPT, torch.Tensor]:
-    """pgolf's model with SPEC §7 weights, its looping mode set, and (2, T+1) ids with BOS every 17th."""
-    torch.manual_seed(0)
-    model = GPT(cfg).eval()
+    """pgolf's model with SPEC §7 weights (model_parity's fill), its looping mode set (a Python
+    flag, outside the state dict), and (2, T+1) ids with BOS every 17th."""
+    model, ids = spec_filled(cfg, seq_len)
     model.set_looping(looping)
-    g = torch.Generator().manual_seed(1234)
-    state = model.state_dict()
-    with torch.no_grad():
-        for key in sorted(state):
-            state[key].copy_(torch.randn(state[key].shape, generator=g) * 0.2)
-    ids = torch.randint(0, cfg.vocab_size, (2, seq_len + 1), generator=g)
     ids[:, 3::BOS_EVERY] = 1
     return model, ids
 
